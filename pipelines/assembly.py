@@ -1,0 +1,51 @@
+"""`get_pipeline`: the whole pipeline, top to bottom, made only of SageMaker SDK constructs.
+
+PrepareData -> TuneHyperparameters -> TrainModel -> EvaluateModel -> CheckAccuracy
+    if  -> RegisterModel -> CreateModel -> EndpointConfig -> Endpoint
+    else-> AccuracyTooLow
+Both targets run this one definition: SageMaker, and the local engine.
+"""
+
+from __future__ import annotations
+
+from sagemaker.workflow.pipeline import Pipeline
+from sagemaker.workflow.pipeline_context import PipelineSession
+from sagemaker.workflow.steps import CacheConfig
+
+from pipelines.config import PipelineConfig
+from pipelines.parameters import build_parameters
+from steps.deployment import build_deployment_steps
+from steps.evaluation import build_evaluation_step
+from steps.gate import build_condition_step, build_fail_step
+from steps.prepare_data import build_prepare_data_step
+from steps.registration import build_register_step, build_serving_model
+from steps.training import build_training_step
+from steps.tuning import build_tuning_step
+
+# An unchanged step re-run within this window reuses the earlier result instead of paying for the job again.
+CACHE_EXPIRY = "P30D"
+
+
+def get_pipeline(config: PipelineConfig, session: PipelineSession) -> Pipeline:
+    params = build_parameters(config)
+    cache = CacheConfig(enable_caching=True, expire_after=CACHE_EXPIRY)
+
+    prepare = build_prepare_data_step(config, params, session, cache)
+    tune = build_tuning_step(config, params, session, prepare, cache)
+    train = build_training_step(config, params, session, prepare, tune, cache)
+    evaluate, report = build_evaluation_step(config, params, session, prepare, train, cache)
+
+    model = build_serving_model(config, params, session, train)
+    register = build_register_step(config, params, model, evaluate)
+    deploy = build_deployment_steps(params, session, model, register)
+    accuracy_too_low = build_fail_step(evaluate, report, params["AccuracyThreshold"])
+    gate = build_condition_step(
+        evaluate, report, params["AccuracyThreshold"], if_steps=[register, *deploy], else_steps=[accuracy_too_low]
+    )
+
+    return Pipeline(
+        name=config.project.pipeline_name,
+        parameters=params.as_list(),
+        steps=[prepare, tune, train, evaluate, gate],
+        sagemaker_session=session,
+    )

@@ -1,0 +1,366 @@
+"""The pipeline's configuration: `pipeline.toml` < `--config FILE` < `PIPELINE_*` env vars < command-line flags.
+
+`pipeline.toml` at the repo root holds every default; nothing here repeats a default value. Each value remembers
+where it came from, so a bad one is reported with its origin ("PIPELINE_TUNING_MAX_JOBS", "my.toml", "--bucket").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULTS_FILE = REPO_ROOT / "pipeline.toml"
+ENV_PREFIX = "PIPELINE_"
+TARGETS = ("local", "sagemaker")
+TUNING_STRATEGIES = ("Bayesian", "Random", "Grid", "Hyperband")
+RANGE_TYPES = ("continuous", "integer", "categorical")
+RANGE_SCALINGS = ("Auto", "Linear", "Logarithmic", "ReverseLogarithmic")
+APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
+
+
+class ConfigError(Exception):
+    """A configuration value is missing, unknown or of the wrong type; the message names it and its origin."""
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    target: str
+    region: str
+    role_arn: str
+    bucket: str
+    pipeline_name: str
+    model_package_group: str
+    endpoint_name: str
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    input_data_url: str
+    val_fraction: float
+    test_fraction: float
+    split_seed: int
+    min_images_per_class: int
+    max_image_side: int
+
+
+@dataclass(frozen=True)
+class InstancesConfig:
+    processing_type: str
+    training_type: str
+    training_volume_gb: int
+    inference_type: str
+    inference_count: int
+    max_run_seconds: int
+    spot: bool
+    max_wait_seconds: int
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    arch: str
+    pretrained: bool
+    image_size: int
+    optimizer: str
+    weight_decay: float
+    freeze_backbone: bool
+    hflip: bool
+    seed: int
+
+
+@dataclass(frozen=True)
+class HyperparameterRange:
+    name: str
+    type: str
+    min: float | None = None
+    max: float | None = None
+    scaling: str = "Auto"
+    values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TuningConfig:
+    strategy: str
+    max_jobs: int
+    max_parallel_jobs: int
+    early_stopping: str
+    ranges: tuple[HyperparameterRange, ...]
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    accuracy_threshold: float
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    approval_status: str
+    content_types: tuple[str, ...]
+    response_types: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RulesConfig:
+    enabled: bool
+    rules: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    workspace: str
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    project: ProjectConfig
+    data: DataConfig
+    instances: InstancesConfig
+    training: TrainingConfig
+    tuning: TuningConfig
+    evaluation: EvaluationConfig
+    registry: RegistryConfig
+    debugger: RulesConfig
+    profiler: RulesConfig
+    local: LocalConfig
+    source: str = str(DEFAULTS_FILE)
+
+    def replace(self, section: str, **changes: Any) -> PipelineConfig:
+        """A copy with some values of one section changed (tests and the CLI use it)."""
+        return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **changes)})
+
+
+SECTIONS: dict[str, type] = {k: v for k, v in get_type_hints(PipelineConfig).items() if k != "source"}
+
+
+def env_var_name(section: str, key: str) -> str:
+    """The environment variable that overrides `section.key`."""
+    return f"{ENV_PREFIX}{key}".upper() if section == "project" else f"{ENV_PREFIX}{section}_{key}".upper()
+
+
+def load_config(
+    config_file: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> PipelineConfig:
+    """Reads the defaults, the optional user file, the environment and `overrides` ({"project.bucket": ...})."""
+    environ = os.environ if environ is None else environ
+    raw = _read_toml(DEFAULTS_FILE)
+    origins = _origins(raw, str(DEFAULTS_FILE.name))
+    if config_file is not None and Path(config_file).resolve() != DEFAULTS_FILE:
+        user = _read_toml(Path(config_file))
+        _check_known_keys(user, raw, str(config_file))
+        raw = _deep_merge(raw, user)
+        origins.update(_origins(user, str(config_file)))
+    target = _resolve_target(raw, overrides or {}, environ)
+    local_tables = raw.pop("local", {})
+    if target == "local":
+        for section, table in local_tables.items():
+            if isinstance(table, dict) and section in raw:
+                raw[section] = _deep_merge(raw[section], table)
+                origins.update(_origins({section: table}, f"{origins.get('local')} [local.{section}]"))
+    raw["local"] = {k: v for k, v in local_tables.items() if not isinstance(v, dict)}
+    _apply_env(raw, origins, environ)
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            section, key = dotted.split(".", 1)
+            raw.setdefault(section, {})[key] = value
+            origins[dotted] = f"--{key.replace('_', '-')}"
+    config = _build(raw, origins)
+    _validate(config, origins)
+    return dataclasses.replace(config, source=str(config_file or DEFAULTS_FILE))
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist (pass --config with an existing TOML file)")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
+
+
+def _origins(raw: Mapping[str, Any], where: str, prefix: str = "") -> dict[str, str]:
+    found: dict[str, str] = {}
+    for key, value in raw.items():
+        dotted = f"{prefix}{key}"
+        found[dotted] = where
+        if isinstance(value, dict) and not prefix:
+            found.update(_origins(value, where, f"{dotted}."))
+    return found
+
+
+def _check_known_keys(user: Mapping[str, Any], defaults: Mapping[str, Any], where: str) -> None:
+    for section, table in user.items():
+        if section not in defaults:
+            raise ConfigError(f"{where}: unknown section [{section}]; known sections: {', '.join(defaults)}")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: [{section}] must be a table")
+        if section == "local":
+            _check_known_keys({k: v for k, v in table.items() if isinstance(v, dict)}, defaults, f"{where} [local]")
+            continue
+        for key in table:
+            if key not in defaults[section] and key != "ranges":
+                known = ", ".join(defaults[section])
+                raise ConfigError(f"{where}: unknown key '{key}' in [{section}]; known keys: {known}")
+
+
+def _deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "ranges":
+            merged[key] = _deep_merge(merged[key], value)
+        elif isinstance(value, dict) and key == "ranges" and isinstance(merged.get(key), dict):
+            # A range named again replaces the whole range: mixing a categorical over a continuous is nonsense.
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def _resolve_target(raw: Mapping[str, Any], overrides: Mapping[str, Any], environ: Mapping[str, str]) -> str:
+    target = overrides.get("project.target") or environ.get(env_var_name("project", "target"))
+    target = target or raw.get("project", {}).get("target", "")
+    if target not in TARGETS:
+        raise ConfigError(f"unknown target '{target}'; choose one of: {', '.join(TARGETS)}")
+    return target
+
+
+def _apply_env(raw: dict[str, Any], origins: dict[str, str], environ: Mapping[str, str]) -> None:
+    for section, cls in SECTIONS.items():
+        for field in fields(cls):
+            name = env_var_name(section, field.name)
+            if name in environ and field.name != "ranges":
+                raw.setdefault(section, {})[field.name] = environ[name]
+                origins[f"{section}.{field.name}"] = name
+
+
+def _build(raw: Mapping[str, Any], origins: Mapping[str, str]) -> PipelineConfig:
+    sections = {}
+    for section, cls in SECTIONS.items():
+        table = dict(raw.get(section, {}))
+        if section == "tuning":
+            table["ranges"] = _build_ranges(table.get("ranges", {}), origins)
+        sections[section] = _build_section(cls, section, table, origins)
+    return PipelineConfig(**sections)
+
+
+def _build_section(cls: type, section: str, table: Mapping[str, Any], origins: Mapping[str, str]) -> Any:
+    hints = get_type_hints(cls)
+    values = {}
+    for field in fields(cls):
+        if field.name not in table:
+            raise ConfigError(f"[{section}] {field.name} is missing (add it to your config file)")
+        where = origins.get(f"{section}.{field.name}", "config")
+        values[field.name] = _coerce(table[field.name], hints[field.name], f"[{section}] {field.name}", where)
+    return cls(**values)
+
+
+def _build_ranges(table: Mapping[str, Any], origins: Mapping[str, str]) -> tuple[HyperparameterRange, ...]:
+    ranges = []
+    for name, spec in table.items():
+        where = origins.get("tuning.ranges", "config")
+        label = f"[tuning.ranges.{name}]"
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{where}: {label} must be a table with a type")
+        unknown = set(spec) - {"type", "min", "max", "scaling", "values"}
+        if unknown:
+            known = "type, min, max, scaling, values"
+            raise ConfigError(f"{where}: {label} has unknown keys {sorted(unknown)}; use {known}")
+        kind = spec.get("type")
+        if kind not in RANGE_TYPES:
+            raise ConfigError(f"{where}: {label} type must be one of {', '.join(RANGE_TYPES)}, got {kind!r}")
+        if kind == "categorical":
+            values = spec.get("values")
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"{where}: {label} categorical needs a non-empty list `values`")
+            ranges.append(HyperparameterRange(name, kind, values=tuple(str(v) for v in values)))
+            continue
+        numbers = {}
+        for bound in ("min", "max"):
+            value = spec.get(bound)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"{where}: {label} {bound} must be a number, got {value!r}")
+            if kind == "integer" and value != int(value):
+                raise ConfigError(f"{where}: {label} {bound} must be a whole number for an integer range")
+            numbers[bound] = value
+        scaling = spec.get("scaling", "Auto")
+        if scaling not in RANGE_SCALINGS:
+            raise ConfigError(f"{where}: {label} scaling must be one of {', '.join(RANGE_SCALINGS)}, got {scaling!r}")
+        if numbers["min"] >= numbers["max"]:
+            raise ConfigError(f"{where}: {label} min ({numbers['min']}) must be below max ({numbers['max']})")
+        if scaling == "Logarithmic" and numbers["min"] <= 0:
+            raise ConfigError(f"{where}: {label} Logarithmic scaling needs min > 0, got {numbers['min']}")
+        ranges.append(HyperparameterRange(name, kind, numbers["min"], numbers["max"], scaling))
+    return tuple(ranges)
+
+
+def _coerce(value: Any, hint: Any, label: str, where: str) -> Any:
+    if hint is HyperparameterRange or get_args(hint) and get_args(hint)[0] is HyperparameterRange:
+        return value
+    bad = ConfigError(f"{where}: {label} must be {_describe(hint)}, got {value!r}")
+    if get_origin(hint) is tuple:
+        items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):
+            raise bad
+        return tuple(items)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        lowered = str(value).strip().lower()
+        if lowered in ("true", "1", "yes", "on"):
+            return True
+        if lowered in ("false", "0", "no", "off"):
+            return False
+        raise bad
+    if hint in (int, float):
+        if isinstance(value, bool):
+            raise bad
+        try:
+            number = hint(value) if isinstance(value, str) else value
+        except ValueError:
+            raise bad from None
+        if hint is int and isinstance(number, float) or not isinstance(number, int | float):
+            raise bad
+        return hint(number)
+    if not isinstance(value, str):
+        raise bad
+    return value
+
+
+def _describe(hint: Any) -> str:
+    if get_origin(hint) is tuple:
+        return "a list of strings (comma-separated in an environment variable)"
+    return {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}.get(hint, str(hint))
+
+
+def _validate(config: PipelineConfig, origins: Mapping[str, str]) -> None:
+    def fail(dotted: str, message: str) -> None:
+        raise ConfigError(f"{origins.get(dotted, 'config')}: [{dotted.split('.')[0]}] {message}")
+
+    data, tuning, instances = config.data, config.tuning, config.instances
+    for name in ("val_fraction", "test_fraction"):
+        if not 0 <= getattr(data, name) < 1:
+            fail(f"data.{name}", f"{name} must be in [0, 1), got {getattr(data, name)}")
+    if data.val_fraction + data.test_fraction >= 1:
+        fail("data.test_fraction", "val_fraction + test_fraction must leave images for training (sum < 1)")
+    if data.test_fraction == 0:
+        fail("data.test_fraction", "test_fraction must be > 0: the accuracy gate needs a test split")
+    if tuning.strategy not in TUNING_STRATEGIES:
+        fail("tuning.strategy", f"strategy must be one of {', '.join(TUNING_STRATEGIES)}, got {tuning.strategy!r}")
+    if tuning.early_stopping not in ("Off", "Auto"):
+        fail("tuning.early_stopping", f"early_stopping must be Off or Auto, got {tuning.early_stopping!r}")
+    if not 1 <= tuning.max_parallel_jobs <= tuning.max_jobs:
+        fail("tuning.max_parallel_jobs", "max_parallel_jobs must be between 1 and max_jobs")
+    if not tuning.ranges:
+        fail("tuning.ranges", "at least one hyperparameter range is needed to tune")
+    if config.registry.approval_status not in APPROVAL_STATUSES:
+        fail("registry.approval_status", f"approval_status must be one of {', '.join(APPROVAL_STATUSES)}")
+    if not 0 <= config.evaluation.accuracy_threshold <= 1:
+        fail("evaluation.accuracy_threshold", "accuracy_threshold must be between 0 and 1")
+    if instances.spot and instances.max_wait_seconds < instances.max_run_seconds:
+        fail("instances.max_wait_seconds", "max_wait_seconds must be >= max_run_seconds for spot training")

@@ -1,0 +1,99 @@
+"""The pipeline's runtime knobs: every one a Parameter with a default, so schedules and `start` need no arguments.
+
+The names here are the one source of truth: the definition, `start --param`, the local engine and the README's
+table all read them from `PARAMETER_SPECS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sagemaker.workflow.parameters import (
+    Parameter,
+    ParameterFloat,
+    ParameterInteger,
+    ParameterString,
+)
+
+from pipelines.config import APPROVAL_STATUSES, PipelineConfig
+from pipelines.session import bucket_and_role
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    name: str
+    kind: type[Parameter]
+    description: str
+    enum_values: tuple[str, ...] = ()
+
+
+PARAMETER_SPECS: tuple[ParameterSpec, ...] = (
+    ParameterSpec(
+        "InputDataUrl", ParameterString, "S3 URI of the image dataset (folder per class, pre-split, or an archive)"
+    ),
+    ParameterSpec("ProcessingInstanceType", ParameterString, "instance type of the PrepareData and EvaluateModel jobs"),
+    ParameterSpec("TrainingInstanceType", ParameterString, "instance type of the tuning jobs and TrainModel"),
+    ParameterSpec("InferenceInstanceType", ParameterString, "instance type of the endpoint"),
+    ParameterSpec("InferenceInstanceCount", ParameterInteger, "number of endpoint instances"),
+    ParameterSpec("MaxTuningJobs", ParameterInteger, "training jobs the tuner may launch in total"),
+    ParameterSpec("MaxParallelTuningJobs", ParameterInteger, "training jobs the tuner runs at once"),
+    ParameterSpec("AccuracyThreshold", ParameterFloat, "test accuracy the model needs to be registered and deployed"),
+    ParameterSpec(
+        "ModelApprovalStatus", ParameterString, "approval status of the registered model package", APPROVAL_STATUSES
+    ),
+    ParameterSpec("EndpointName", ParameterString, "endpoint created, or updated, with the new model"),
+    ParameterSpec("Arch", ParameterString, "torchvision architecture to fine-tune"),
+    ParameterSpec("ImageSize", ParameterInteger, "side of the square images the network sees (px)"),
+)
+
+
+@dataclass(frozen=True)
+class PipelineParameters:
+    """The Parameter objects one definition is built from."""
+
+    by_name: dict[str, Parameter]
+
+    def __getitem__(self, name: str) -> Parameter:
+        return self.by_name[name]
+
+    def as_list(self) -> list[Parameter]:
+        return list(self.by_name.values())
+
+
+def default_input_data_url(config: PipelineConfig) -> str:
+    """Where `upload-data` puts a dataset when given no prefix, and so where the pipeline looks by default."""
+    if config.data.input_data_url:
+        return config.data.input_data_url
+    bucket, _ = bucket_and_role(config)
+    return f"s3://{bucket}/{config.project.pipeline_name}/input-data"
+
+
+def parameter_defaults(config: PipelineConfig) -> dict[str, Any]:
+    """Each parameter's default, taken from the configuration."""
+    instances = config.instances
+    return {
+        "InputDataUrl": default_input_data_url(config),
+        "ProcessingInstanceType": instances.processing_type,
+        "TrainingInstanceType": instances.training_type,
+        "InferenceInstanceType": instances.inference_type,
+        "InferenceInstanceCount": instances.inference_count,
+        "MaxTuningJobs": config.tuning.max_jobs,
+        "MaxParallelTuningJobs": config.tuning.max_parallel_jobs,
+        "AccuracyThreshold": config.evaluation.accuracy_threshold,
+        "ModelApprovalStatus": config.registry.approval_status,
+        "EndpointName": config.project.endpoint_name,
+        "Arch": config.training.arch,
+        "ImageSize": config.training.image_size,
+    }
+
+
+def build_parameters(config: PipelineConfig) -> PipelineParameters:
+    defaults = parameter_defaults(config)
+    by_name: dict[str, Parameter] = {}
+    for spec in PARAMETER_SPECS:
+        if spec.enum_values:
+            by_name[spec.name] = ParameterString(spec.name, defaults[spec.name], enum_values=list(spec.enum_values))
+        else:
+            by_name[spec.name] = spec.kind(name=spec.name, default_value=defaults[spec.name])
+    return PipelineParameters(by_name)

@@ -1,0 +1,1 @@
+"""One builder per pipeline step; `pipelines.assembly.get_pipeline` wires them together."""

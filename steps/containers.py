@@ -1,0 +1,31 @@
+"""Container images and code locations shared by the step builders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sagemaker import image_uris
+
+from pipelines.config import PipelineConfig
+
+SCRIPTS_DIR = Path(__file__).resolve().parents[1] / "scripts"
+# The newest PyTorch pair the SDK (2.257) accepts for both training and inference images.
+FRAMEWORK_VERSION = "2.6.0"
+PY_VERSION = "py312"
+PROCESSING_ROOT = "/opt/ml/processing"
+
+
+def pytorch_image_uri(config: PipelineConfig, instance_type: str, scope: str) -> str:
+    """The PyTorch DLC for `scope` ("training" or "inference"); CPU or GPU flavour follows the configured type.
+
+    The instance type parameter can be overridden per execution; the image is chosen from the configured type,
+    which is fine both ways (a GPU image runs on CPU, a CPU image on a GPU instance just leaves the GPU idle).
+    """
+    return image_uris.retrieve(
+        framework="pytorch",
+        region=config.project.region,
+        version=FRAMEWORK_VERSION,
+        py_version=PY_VERSION,
+        instance_type=instance_type,
+        image_scope=scope,
+    )

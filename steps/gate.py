@@ -1,0 +1,55 @@
+"""CheckAccuracy: register and deploy only a model whose test accuracy reaches AccuracyThreshold."""
+
+from __future__ import annotations
+
+from sagemaker.workflow.condition_step import ConditionStep
+from sagemaker.workflow.conditions import ConditionGreaterThanOrEqualTo
+from sagemaker.workflow.fail_step import FailStep
+from sagemaker.workflow.functions import Join, JsonGet
+from sagemaker.workflow.parameters import Parameter
+from sagemaker.workflow.properties import PropertyFile
+from sagemaker.workflow.steps import ProcessingStep, Step
+
+from steps.evaluation import ACCURACY_JSON_PATH
+
+STEP_NAME = "CheckAccuracy"
+FAIL_STEP_NAME = "AccuracyTooLow"
+
+
+def test_accuracy(evaluation: ProcessingStep, report: PropertyFile) -> JsonGet:
+    return JsonGet(step_name=evaluation.name, property_file=report, json_path=ACCURACY_JSON_PATH)
+
+
+def build_fail_step(evaluation: ProcessingStep, report: PropertyFile, threshold: Parameter) -> FailStep:
+    return FailStep(
+        name=FAIL_STEP_NAME,
+        display_name="Accuracy too low",
+        description="The model is neither registered nor deployed",
+        error_message=Join(
+            on=" ",
+            values=[
+                "Test accuracy",
+                test_accuracy(evaluation, report),
+                "is below the AccuracyThreshold of",
+                threshold,
+                "- the model was not registered or deployed.",
+            ],
+        ),
+    )
+
+
+def build_condition_step(
+    evaluation: ProcessingStep,
+    report: PropertyFile,
+    threshold: Parameter,
+    if_steps: list[Step],
+    else_steps: list[Step],
+) -> ConditionStep:
+    return ConditionStep(
+        name=STEP_NAME,
+        display_name="Check accuracy",
+        description="Test accuracy >= AccuracyThreshold?",
+        conditions=[ConditionGreaterThanOrEqualTo(left=test_accuracy(evaluation, report), right=threshold)],
+        if_steps=if_steps,
+        else_steps=else_steps,
+    )

@@ -1,0 +1,58 @@
+"""PrepareData: validate, split and clean the image dataset (scripts/preprocess.py in a processing job)."""
+
+from __future__ import annotations
+
+from sagemaker.processing import ProcessingInput, ProcessingOutput, ScriptProcessor
+from sagemaker.workflow.pipeline_context import PipelineSession
+from sagemaker.workflow.steps import CacheConfig, ProcessingStep
+
+from pipelines.config import PipelineConfig
+from pipelines.parameters import PipelineParameters
+from pipelines.session import bucket_and_role
+from steps.containers import PROCESSING_ROOT, SCRIPTS_DIR, pytorch_image_uri
+
+STEP_NAME = "PrepareData"
+SPLITS = ("train", "validation", "test")
+OUTPUT_NAMES = (*SPLITS, "report")
+
+
+def build_prepare_data_step(
+    config: PipelineConfig, params: PipelineParameters, session: PipelineSession, cache: CacheConfig
+) -> ProcessingStep:
+    _, role = bucket_and_role(config)
+    processor = ScriptProcessor(
+        image_uri=pytorch_image_uri(config, config.instances.processing_type, "training"),
+        command=["python3"],
+        instance_type=params["ProcessingInstanceType"],
+        instance_count=1,
+        role=role,
+        base_job_name=f"{config.project.pipeline_name}-prepare",
+        sagemaker_session=session,
+    )
+    data = config.data
+    step_args = processor.run(
+        code=str(SCRIPTS_DIR / "preprocess.py"),
+        inputs=[ProcessingInput(source=params["InputDataUrl"], destination=f"{PROCESSING_ROOT}/input/data")],
+        outputs=[
+            ProcessingOutput(output_name=name, source=f"{PROCESSING_ROOT}/output/{name}") for name in OUTPUT_NAMES
+        ],
+        arguments=[
+            "--val-fraction", str(data.val_fraction),
+            "--test-fraction", str(data.test_fraction),
+            "--seed", str(data.split_seed),
+            "--min-images-per-class", str(data.min_images_per_class),
+            "--max-image-side", str(data.max_image_side),
+        ],
+    )
+    return ProcessingStep(
+        name=STEP_NAME,
+        display_name="Prepare data",
+        description="Decode every image, drop broken ones, split stratified into train/validation/test",
+        step_args=step_args,
+        cache_config=cache,
+    )
+
+
+def split_uri(step: ProcessingStep, split: str):
+    """The S3 URI a split lands in, as a step property (a pipeline expression)."""
+    return step.properties.ProcessingOutputConfig.Outputs[split].S3Output.S3Uri
