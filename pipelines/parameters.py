@@ -97,3 +97,39 @@ def build_parameters(config: PipelineConfig) -> PipelineParameters:
         else:
             by_name[spec.name] = spec.kind(name=spec.name, default_value=defaults[spec.name])
     return PipelineParameters(by_name)
+
+
+class ParameterError(ValueError):
+    """A `--param` the pipeline does not have, or a value of the wrong type; the message lists what is valid."""
+
+
+def parse_parameter_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """`["MaxTuningJobs=4", ...]` -> {"MaxTuningJobs": 4}, checked against PARAMETER_SPECS before anything runs."""
+    specs = {spec.name: spec for spec in PARAMETER_SPECS}
+    parsed: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ParameterError(f"--param {pair!r} must look like NAME=VALUE, e.g. --param MaxTuningJobs=4")
+        spec = specs.get(name)
+        if spec is None:
+            raise ParameterError(f"unknown parameter {name!r}; the pipeline's parameters are: {', '.join(specs)}")
+        parsed[name] = _typed(spec, value)
+    return parsed
+
+
+def _typed(spec: ParameterSpec, value: str) -> Any:
+    if spec.kind is ParameterInteger:
+        try:
+            return int(value)
+        except ValueError:
+            raise ParameterError(f"parameter {spec.name} takes a whole number, got {value!r}") from None
+    if spec.kind is ParameterFloat:
+        try:
+            return float(value)
+        except ValueError:
+            raise ParameterError(f"parameter {spec.name} takes a number, got {value!r}") from None
+    if spec.enum_values and value not in spec.enum_values:
+        raise ParameterError(f"parameter {spec.name} takes one of {', '.join(spec.enum_values)}, got {value!r}")
+    return value

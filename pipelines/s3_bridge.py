@@ -44,10 +44,16 @@ def _object_path(root: Path, bucket: str, key: str) -> Path:
 
 
 class S3Bridge:
-    """Answers S3 calls of one boto3 session from a folder, or discards writes when ``root`` is None."""
+    """Answers S3 calls of one boto3 session from a folder, or discards writes when ``root`` is None.
 
-    def __init__(self, root: Path | None) -> None:
+    With ``record=True`` writes are also kept in memory, to be replayed to real S3 once the definition they belong
+    to has passed validation (`upsert` must not upload code for a definition it then refuses).
+    """
+
+    def __init__(self, root: Path | None, record: bool = False) -> None:
         self.root = Path(root) if root is not None else None
+        self.record = record
+        self.recorded: dict[tuple[str, str], bytes] = {}
         self._uploads: dict[str, dict[str, bytes]] = {}
         self._handlers: dict[str, Handler] = {
             "PutObject": self._put_object,
@@ -66,19 +72,33 @@ class S3Bridge:
         }
 
     def attach(self, boto_session: boto3.Session) -> boto3.Session:
+        # The API parameters are only visible before they are serialized; the response is given at before-call.
+        boto_session.events.register("before-parameter-build.s3.*", self._capture)
         boto_session.events.register("before-call.s3.*", self._dispatch)
         return boto_session
 
-    def _dispatch(self, model: Any, params: dict[str, Any], **_: Any) -> tuple[_HttpStub, dict[str, Any]]:
+    @staticmethod
+    def _capture(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["s3_bridge_params"] = dict(params)
+
+    def _dispatch(self, model: Any, context: dict[str, Any], **_: Any) -> tuple[_HttpStub, dict[str, Any]]:
         handler = self._handlers.get(model.name)
         if handler is None:
             raise NotImplementedError(f"S3 {model.name} is not served offline; this command needs no such call")
-        return _HttpStub(), handler(params)
+        return _HttpStub(), handler(context.get("s3_bridge_params", {}))
 
     def _path(self, params: dict[str, Any]) -> Path | None:
         return None if self.root is None else _object_path(self.root, params["Bucket"], params["Key"])
 
+    def replay(self, s3_client: Any) -> int:
+        """Uploads what was recorded, through a real client; returns the number of objects."""
+        for (bucket, key), data in self.recorded.items():
+            s3_client.put_object(Bucket=bucket, Key=key, Body=data)
+        return len(self.recorded)
+
     def _write(self, params: dict[str, Any], data: bytes) -> dict[str, Any]:
+        if self.record:
+            self.recorded[(params["Bucket"], params["Key"])] = data
         path = self._path(params)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)

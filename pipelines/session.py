@@ -1,30 +1,30 @@
-"""The SageMaker SDK session the definition is built with: quiet, offline-capable, no telemetry.
-
-Importing this module before `sagemaker` matters: the SDK logs "Not applying SDK defaults" at import time and
-prints a v3 migration banner unless told otherwise.
-"""
+"""The SageMaker SDK session the definition is built with: quiet (see pipelines/__init__.py), offline-capable,
+no telemetry."""
 
 from __future__ import annotations
 
-import logging
-import os
 from enum import Enum
 from pathlib import Path
 
-os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
-logging.getLogger("sagemaker.config").setLevel(logging.WARNING)
+import boto3
+import sagemaker.telemetry.telemetry_logging as sdk_telemetry
+from sagemaker.workflow.pipeline_context import PipelineSession
 
-import boto3  # noqa: E402
-from sagemaker.workflow.pipeline_context import PipelineSession  # noqa: E402
-
-from pipelines.config import PipelineConfig  # noqa: E402
-from pipelines.s3_bridge import S3Bridge  # noqa: E402
+from pipelines.config import PipelineConfig
+from pipelines.s3_bridge import S3Bridge
 
 # The local target's identity: the local engine checks requests against botocore's shapes, which need an ARN there.
 LOCAL_ROLE_ARN = "arn:aws:iam::000000000000:role/LocalPipelineExecution"
 LOCAL_BUCKET = "local-pipeline"
-# Telemetry opt-out is read from the SDK "config"; passing it as a dict avoids a config file on disk.
-SDK_CONFIG = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
+
+
+def _no_telemetry(*args: object, **kwargs: object) -> None:
+    """Telemetry off. Each SDK call would otherwise ask STS for the account id and GET an AWS URL (with no real
+    timeout), which hangs offline. The documented opt-out (TelemetryOptOut in the SDK config) makes the SDK
+    re-validate its config JSON schema on every lookup: 840 lookups, +10 s per definition measured here."""
+
+
+sdk_telemetry._send_telemetry_request = _no_telemetry
 
 
 class Uploads(Enum):
@@ -47,14 +47,20 @@ def build_pipeline_session(
     uploads: Uploads,
     workspace_s3: Path | None = None,
     boto_session: boto3.Session | None = None,
+    bridge: S3Bridge | None = None,
 ) -> PipelineSession:
-    """A PipelineSession whose S3 uploads go where `uploads` says; nothing else calls AWS while building."""
+    """A PipelineSession whose S3 uploads go where `uploads` says; nothing else calls AWS while building.
+
+    `bridge` overrides `uploads` with a bridge of the caller's (e.g. one recording uploads to replay later).
+    """
     boto_session = boto_session or boto3.Session(region_name=config.project.region)
-    if uploads is Uploads.DISCARD:
+    if bridge is not None:
+        bridge.attach(boto_session)
+    elif uploads is Uploads.DISCARD:
         S3Bridge(None).attach(boto_session)
     elif uploads is Uploads.WORKSPACE:
         if workspace_s3 is None:
             raise ValueError("Uploads.WORKSPACE needs workspace_s3")
         S3Bridge(workspace_s3).attach(boto_session)
     bucket, _ = bucket_and_role(config)
-    return PipelineSession(boto_session=boto_session, default_bucket=bucket, sagemaker_config=SDK_CONFIG)
+    return PipelineSession(boto_session=boto_session, default_bucket=bucket)

@@ -32,7 +32,17 @@ def build_prepare_data_step(
     data = config.data
     step_args = processor.run(
         code=str(SCRIPTS_DIR / "preprocess.py"),
-        inputs=[ProcessingInput(source=params["InputDataUrl"], destination=f"{PROCESSING_ROOT}/input/data")],
+        inputs=[
+            ProcessingInput(
+                source=params["InputDataUrl"], destination=f"{PROCESSING_ROOT}/input/data", input_name="dataset"
+            ),
+            # preprocess.py imports safe_extract.py; a script processor uploads only the script itself.
+            ProcessingInput(
+                source=str(SCRIPTS_DIR / "safe_extract.py"),
+                destination=f"{PROCESSING_ROOT}/input/modules",
+                input_name="modules",
+            ),
+        ],
         outputs=[
             ProcessingOutput(output_name=name, source=f"{PROCESSING_ROOT}/output/{name}") for name in OUTPUT_NAMES
         ],

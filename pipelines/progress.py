@@ -1,0 +1,95 @@
+"""How executions look in a terminal: a live step table while running, tables and JSON after."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from pipelines.targets import ExecutionSummary
+
+STATUS_STYLES = {
+    "Succeeded": "green", "Completed": "green", "Executing": "yellow", "Starting": "yellow",
+    "Failed": "red", "Stopped": "magenta", "Stopping": "magenta",
+}
+
+
+def _elapsed(started: str | None, ended: str | None) -> str:
+    if not started:
+        return ""
+    try:
+        begin = datetime.fromisoformat(started)
+        end = datetime.fromisoformat(ended) if ended else datetime.now(begin.tzinfo)
+    except ValueError:
+        return ""
+    seconds = max(0.0, (end - begin).total_seconds())
+    return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.1f}m"
+
+
+def _styled(status: str) -> str:
+    style = STATUS_STYLES.get(status)
+    return f"[{style}]{status}[/{style}]" if style else status
+
+
+def execution_table(summary: ExecutionSummary) -> Table:
+    title = f"{summary.arn}  {_styled(summary.status)}  {_elapsed(summary.started, summary.ended)}"
+    table = Table(title=title, title_justify="left", expand=False)
+    for column in ("step", "type", "status", "time", "detail"):
+        table.add_column(column, overflow="fold")
+    for step in summary.steps or []:
+        detail = step.failure_reason or _detail_text(step.details)
+        table.add_row(step.name, step.type, _styled(step.status), _elapsed(step.started, step.ended), detail)
+    if summary.steps is None:
+        table.add_row("(this target does not list steps)", "", "", "", "")
+    return table
+
+
+def _detail_text(details: dict[str, Any]) -> str:
+    shown = {k: v for k, v in details.items() if k != "metadata" and isinstance(v, str | int | float)}
+    return ", ".join(f"{k}={v}" for k, v in shown.items())
+
+
+def print_execution(console: Console, summary: ExecutionSummary) -> None:
+    console.print(execution_table(summary))
+    if summary.failure_reason:
+        console.print(f"[red]failure reason:[/red] {summary.failure_reason}")
+
+
+def print_json(console: Console, payload: Any) -> None:
+    # Plain print: rich would wrap long lines and break the JSON for a reader like jq.
+    console.file.write(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+class LiveExecutionView:
+    """A rich Live table that `on_progress` callbacks update; a no-op when output is not a terminal."""
+
+    def __init__(self, console: Console, enabled: bool) -> None:
+        self.console = console
+        self.enabled = enabled and console.is_terminal
+        self._live: Live | None = None
+        self._last_status: dict[str, str] = {}
+
+    def __enter__(self) -> LiveExecutionView:
+        if self.enabled:
+            self._live = Live(console=self.console, refresh_per_second=2, transient=False)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._live is not None:
+            self._live.__exit__(*exc)
+
+    def update(self, summary: ExecutionSummary) -> None:
+        if self._live is not None:
+            self._live.update(execution_table(summary))
+            return
+        # Not a terminal (CI, a pipe): one line per step status change instead of a redrawn table.
+        for step in summary.steps or []:
+            if self._last_status.get(step.name) != step.status:
+                self._last_status[step.name] = step.status
+                self.console.print(f"{step.name}: {step.status}" + (f" - {step.failure_reason}"
+                                                                     if step.failure_reason else ""))
