@@ -1,0 +1,303 @@
+"""`LocalTarget`: the `pipelines.targets.Target` the CLI drives for `--target local`, plus local-only commands.
+
+Pipelines, executions and steps live in the workspace's state database; `start(wait=True)` runs the executor in
+this process, `start(wait=False)` in a detached worker (`python -m pipelines.local.worker <workspace> <id>`) that
+outlives the CLI. Every command first fails executions whose engine died (`StateStore.recover_interrupted`).
+Registry and endpoint commands delegate to `registry.ModelRegistry` and `endpoints.EndpointManager`, imported when
+used. Every user mistake raises `TargetError` with what to do about it.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import os
+import secrets
+import sqlite3
+import string
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from pipelines.config import REPO_ROOT, PipelineConfig
+from pipelines.local.executor import Executor
+from pipelines.local.expressions import ParameterError, coerce_parameters
+from pipelines.local.handlers import HandlersFactory, default_handlers, factory_reference
+from pipelines.local.state import ExecutionRecord, PipelineRecord, StateStore, StepRecord, process_identity
+from pipelines.local.workspace import Workspace
+from pipelines.targets import ExecutionSummary, ProgressCallback, StepSummary, TargetError
+
+ACCOUNT_ID = "000000000000"
+EXECUTION_ID_ALPHABET = string.ascii_lowercase + string.digits
+EXECUTION_ID_LENGTH = 12
+CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".json": "application/json"}
+
+
+def new_execution_id() -> str:
+    return "".join(secrets.choice(EXECUTION_ID_ALPHABET) for _ in range(EXECUTION_ID_LENGTH))
+
+
+class LocalTarget:
+    name = "local"
+
+    def __init__(self, config: PipelineConfig, workspace: Workspace | str | Path | None = None, *,
+                 handlers_factory: HandlersFactory | None = None, cpu_budget: int | None = None,
+                 on_log: Callable[[str, str], None] | None = None) -> None:
+        """`handlers_factory(workspace, store, config)` gives the step handlers (default: the real ones); `on_log`
+        gets (step, line) for every log line of a step run in this process."""
+        self.config = config
+        location = workspace.root if isinstance(workspace, Workspace) else workspace or config.local.workspace
+        try:
+            self.workspace = workspace if isinstance(workspace, Workspace) else Workspace.open(location)
+            self.store = StateStore(self.workspace.state_db)
+            self.store.recover_interrupted()
+        except (OSError, sqlite3.Error) as err:
+            raise TargetError(f"cannot use {location} as the local workspace ({err}); pass another one or delete "
+                              f"it to start afresh") from None
+        self.handlers_factory = handlers_factory or default_handlers
+        self.cpu_budget, self.on_log = cpu_budget, on_log
+
+    @property
+    def pipeline_name(self) -> str:
+        return self.config.project.pipeline_name
+
+    @property
+    def pipeline_arn(self) -> str:
+        return f"arn:aws:sagemaker:{self.config.project.region}:{ACCOUNT_ID}:pipeline/{self.pipeline_name}"
+
+    # ------------------------------------------------------------------------------------------ Target
+    def upsert(self, definition: str, description: str) -> str:
+        try:
+            parsed = json.loads(definition)
+        except ValueError as err:
+            raise TargetError(f"the pipeline definition is not valid JSON: {err}") from None
+        if not isinstance(parsed, dict) or not isinstance(parsed.get("Steps"), list):
+            raise TargetError("the pipeline definition must be a JSON object with a list of Steps")
+        self.store.upsert_pipeline(self.pipeline_name, self.pipeline_arn, definition, description)
+        return self.pipeline_arn
+
+    def start(self, parameters: dict[str, Any], wait: bool, on_progress: ProgressCallback | None) -> ExecutionSummary:
+        pipeline = self._pipeline()
+        try:
+            values = coerce_parameters(json.loads(pipeline.definition), parameters or {})
+        except ParameterError as err:
+            raise TargetError(str(err)) from None
+        self._seed_sample_dataset(values.get("InputDataUrl"), explicit="InputDataUrl" in (parameters or {}))
+        executor = self._executor() if wait else None  # before the execution exists: an import error leaves none
+        execution_id = new_execution_id()
+        self.store.create_execution(execution_id, f"{pipeline.arn}/execution/{execution_id}", pipeline, values)
+        if executor is not None:
+            return self._run_here(executor, execution_id, on_progress, retry=False)
+        self._spawn_worker(execution_id)
+        return self.describe_execution(execution_id)
+
+    def _seed_sample_dataset(self, input_url: Any, explicit: bool) -> None:
+        """The default InputDataUrl starts out empty: the bundled sample digits are written there on first use.
+
+        A URL the user passed is never filled in: an empty one fails PrepareData with the service's message.
+        """
+        if explicit or not isinstance(input_url, str):
+            return
+        location = self.workspace.path_for(input_url)
+        if location.exists() and any(location.iterdir()):
+            return
+        from pipelines.sample_data import write_sample_dataset
+
+        write_sample_dataset(location)
+        if self.on_log:
+            self.on_log("engine", f"InputDataUrl {input_url} was empty: wrote the bundled sample dataset there")
+
+    def describe_execution(self, arn: str | None) -> ExecutionSummary:
+        self.store.recover_interrupted()
+        return self._summary(self._execution(arn))
+
+    def list_executions(self) -> list[ExecutionSummary]:
+        self.store.recover_interrupted()
+        return [self._summary(record) for record in self.store.list_executions(self.pipeline_name)]
+
+    def approve(self, model_package_arn: str, status: str) -> None:
+        from pipelines.local.registry import ModelRegistry
+
+        ModelRegistry(self.store, self.config.project.region).update_approval(model_package_arn, status)
+
+    def invoke(self, endpoint_name: str, files: Sequence[Path]) -> list[dict[str, Any]]:
+        manager = self._endpoints()
+        responses = []
+        for file in map(Path, files):
+            if not file.is_file():
+                raise TargetError(f"{file} is not a file: pass images (or JSON requests) to send to the endpoint")
+            status, body = manager.invoke(endpoint_name, file.read_bytes(), content_type_of(file))
+            text = body.decode(errors="replace")
+            if status != 200:
+                raise TargetError(f"endpoint {endpoint_name} answered HTTP {status} for {file}: {text[:500]}")
+            responses.append({"file": str(file), "response": text})
+        return responses
+
+    # ------------------------------------------------------------------------------------------ local only
+    def retry(self, execution_id: str | None, wait: bool, on_progress: ProgressCallback | None) -> ExecutionSummary:
+        """Re-runs a Failed or Stopped execution from the steps that did not succeed."""
+        self.store.recover_interrupted()
+        record = self._execution(execution_id)
+        if record.status == "Succeeded":
+            raise TargetError(f"execution {record.id} succeeded: there is nothing to retry")
+        if record.status not in ("Failed", "Stopped"):
+            raise TargetError(f"execution {record.id} is still {record.status} (engine pid {record.engine_pid}); "
+                              f"wait for it to end before retrying")
+        if wait:
+            return self._run_here(self._executor(), record.id, on_progress, retry=True)
+        # The new attempt is claimed before the worker starts, so a second `retry` is refused meanwhile.
+        if self.store.begin_retry(record.id, *process_identity()) is None:
+            raise TargetError(f"execution {record.id} is being retried already")
+        self._spawn_worker(record.id)
+        return self.describe_execution(record.id)
+
+    def logs(self, execution_id: str | None = None, step: str | None = None) -> list[tuple[str, Path]]:
+        """(job name, log file) of every job the execution ran (of `step` only, when given), oldest first."""
+        record = self._execution(execution_id)
+        root = self.workspace.jobs_root / record.id
+        if step is not None:
+            names = [s["Name"] for s in _all_steps(json.loads(record.definition))]
+            if step not in names:
+                raise TargetError(f"execution {record.id} has no step {step!r}; its steps: {', '.join(names)}")
+        folders = [root / step] if step else sorted(p for p in root.glob("*") if p.is_dir())
+        found = [(log.parent.name, log) for folder in folders for log in folder.glob("*/job.log")]
+        found.sort(key=lambda item: item[1].stat().st_mtime)
+        engine_log = root / "engine.log"
+        if step is None and engine_log.is_file():
+            found.insert(0, ("engine", engine_log))
+        return found
+
+    def list_models(self) -> list[dict[str, Any]]:
+        from pipelines.local.registry import ModelRegistry
+
+        return ModelRegistry(self.store, self.config.project.region).list_packages()
+
+    def list_endpoints(self) -> list[dict[str, Any]]:
+        return self._endpoints().list()
+
+    def delete_endpoint(self, name: str) -> None:
+        self._endpoints().delete(name)
+
+    def _endpoints(self) -> Any:
+        from pipelines.local.endpoints import EndpointManager
+
+        return EndpointManager(self.workspace, self.store, self.config.project.region)
+
+    # ------------------------------------------------------------------------------------------ running
+    def _executor(self) -> Executor:
+        try:
+            handlers = self.handlers_factory(self.workspace, self.store, self.config)
+        except ImportError as err:
+            raise TargetError(f"the local engine cannot load its step handlers: {err}") from None
+        return Executor(self.workspace, self.store, handlers, self.cpu_budget, self.on_log)
+
+    def _run_here(self, executor: Executor, execution_id: str, on_progress: ProgressCallback | None,
+                  retry: bool) -> ExecutionSummary:
+        on_change = (lambda: on_progress(self._summary(self._execution(execution_id)))) if on_progress else None
+        (executor.retry if retry else executor.run)(execution_id, on_change)
+        return self.describe_execution(execution_id)
+
+    def _spawn_worker(self, execution_id: str) -> None:
+        from pipelines.local.worker import config_path, config_to_json
+
+        engine_dir = self.workspace.jobs_root / execution_id
+        engine_dir.mkdir(parents=True, exist_ok=True)
+        config_path(self.workspace, execution_id).write_text(config_to_json(self.config))
+        command = [sys.executable, "-m", "pipelines.local.worker", str(self.workspace.root), execution_id]
+        reference = factory_reference(self.handlers_factory)
+        if reference:
+            command += ["--handlers", reference]
+        if self.cpu_budget:
+            command += ["--cpu-budget", str(self.cpu_budget)]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT),
+                                                                          os.environ.get("PYTHONPATH")]))}
+        with open(engine_dir / "engine.log", "ab") as log:
+            worker = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                      env=env, start_new_session=True)
+        try:
+            self.store.hand_over(execution_id, os.getpid(), *process_identity(worker.pid))
+        except psutil.NoSuchProcess:
+            pass  # it already ended: it recorded its own outcome (or recovery will)
+
+    # ------------------------------------------------------------------------------------------ records
+    def _pipeline(self) -> PipelineRecord:
+        pipeline = self.store.get_pipeline(self.pipeline_name)
+        if pipeline is None:
+            raise TargetError(f"pipeline {self.pipeline_name} does not exist in the local workspace "
+                              f"{self.workspace.root}: run `pipeline.py upsert` first")
+        return pipeline
+
+    def _execution(self, reference: str | None) -> ExecutionRecord:
+        if reference is None:
+            records = self.store.list_executions(self.pipeline_name)
+            if not records:
+                raise TargetError(f"pipeline {self.pipeline_name} has no executions yet: run `pipeline.py start`")
+            return records[0]
+        record = self.store.get_execution(reference) or self.store.get_execution(reference.rsplit("/", 1)[-1])
+        if record is None:
+            latest = [r.id for r in self.store.list_executions(self.pipeline_name)[:5]]
+            hint = f"latest: {', '.join(latest)}" if latest else "there are none yet"
+            raise TargetError(f"no local execution {reference!r} (give its id or ARN; {hint})")
+        return record
+
+    def _summary(self, record: ExecutionRecord) -> ExecutionSummary:
+        steps = [step_summary(step) for step in self.store.list_steps(record.id)]
+        for step in steps:
+            if step.type == "Endpoint" and step.status == "Succeeded" and "EndpointName" in step.details:
+                step.details["Url"] = self._endpoint_url(step.details["EndpointName"])
+        return ExecutionSummary(arn=record.arn, status=record.status, failure_reason=record.failure_reason,
+                                started=record.started, ended=record.ended, parameters=record.parameters, steps=steps)
+
+    def _endpoint_url(self, name: str) -> str | None:
+        """Where the endpoint answers now (the Describe-shaped properties have no URL); None when it is gone."""
+        try:
+            return self._endpoints().describe(name).get("url")
+        except (TargetError, ImportError):
+            return None
+
+
+def content_type_of(file: Path) -> str:
+    guessed = CONTENT_TYPES.get(file.suffix.lower()) or mimetypes.guess_type(file.name)[0] or ""
+    # The model's handler accepts images and JSON; anything else is sent as an image of unknown format.
+    return guessed if guessed.startswith("image/") or guessed == "application/json" else "application/x-image"
+
+
+def _all_steps(definition: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    from pipelines.validation import iter_steps
+
+    return list(iter_steps(definition.get("Steps", [])))
+
+
+def step_summary(step: StepRecord) -> StepSummary:
+    return StepSummary(name=step.name, type=step.type, status=step.status, failure_reason=step.failure_reason,
+                       started=step.started, ended=step.ended, details=step_details(step))
+
+
+def step_details(step: StepRecord) -> dict[str, Any]:
+    """The facts worth a glance: live progress while running; after, what the step made and how it went."""
+    properties = step.properties or {}
+    if step.status == "Executing":
+        return dict(properties)
+    details: dict[str, Any] = {}
+    for key in ("ProcessingJobName", "TrainingJobName", "HyperParameterTuningJobName", "ModelPackageArn",
+                "ModelApprovalStatus", "ModelName", "EndpointConfigName", "EndpointName", "EndpointStatus",
+                "Outcome"):
+        if key in properties:
+            details[key] = properties[key]
+    metrics = {m.get("MetricName"): m.get("Value") for m in properties.get("FinalMetricDataList", [])}
+    if metrics:
+        details["Metrics"] = metrics
+    for key, label in (("DebugRuleEvaluationStatuses", "DebuggerRules"),
+                       ("ProfilerRuleEvaluationStatuses", "ProfilerRules")):
+        rules = {r.get("RuleConfigurationName"): r.get("RuleEvaluationStatus") for r in properties.get(key, [])}
+        if rules:
+            details[label] = rules
+    best = properties.get("BestTrainingJob")
+    if isinstance(best, dict):
+        details["BestTrainingJob"] = {k: best[k] for k in ("TrainingJobName", "TunedHyperParameters",
+                                                           "FinalHyperParameterTuningJobObjectiveMetric") if k in best}
+    return details

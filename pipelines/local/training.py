@@ -1,0 +1,395 @@
+"""CreateTrainingJob, locally: a script-mode training job run the way sagemaker-training-toolkit runs it.
+
+The job directory gets SageMaker's files (`input/config/*.json`, channels in `input/data/<channel>`, the code from
+`sagemaker_submit_directory` in `code/`), the script runs as `python <sagemaker_program> --name value ...` with the
+toolkit's `SM_*` environment, and the results land where SageMaker puts them: `<S3OutputPath>/<job>/output/
+model.tar.gz` and `output.tar.gz`, debug tensors in `<DebugHookConfig.S3OutputPath>/<job>/debug-output`.
+`run_training_job` is the whole job; tuning calls it once per trial, from several threads at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pipelines.local.container import (
+    DEFAULT_REGION,
+    JobProcess,
+    MetricExtractor,
+    download,
+    extract_tar_gz,
+    job_arn,
+    note_instance_count,
+    pack_tar_gz,
+    relocate,
+    upload,
+    utc_now,
+    workspace_path,
+)
+from pipelines.local.container import job_name as new_job_name
+from pipelines.local.step_api import StepFailed, StepRun
+from pipelines.local.workspace import Workspace
+
+HOST = "algo-1"
+INSTANCE_GROUP = "homogeneousCluster"
+DEFAULT_MAX_RUNTIME = 86400
+SUPPORTED_INPUT_MODES = ("File", "FastFile")  # FastFile streams on SageMaker; a local copy reads the same
+
+
+# ---------------------------------------------------------------------------------------------- hyperparameters
+def decode_hyperparameters(raw: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(user, framework) hyperparameters, each value JSON-decoded where it parses (`"\\"adam\\""` -> `adam`,
+    `"42"` -> 42) and kept as text where it does not; `sagemaker_*` ones are the framework's, as in the toolkit."""
+    user: dict[str, Any] = {}
+    framework: dict[str, Any] = {}
+    for name, value in raw.items():
+        try:
+            decoded = json.loads(value)
+        except (TypeError, ValueError):
+            decoded = value
+        (framework if name.startswith("sagemaker_") else user)[name] = decoded
+    return user, framework
+
+
+def to_cmd_args(hyperparameters: Mapping[str, Any]) -> list[str]:
+    """`--name value` pairs in sorted name order, values as `str()` gives them: the toolkit's `to_cmd_args`."""
+    args: list[str] = []
+    for name in sorted(hyperparameters):
+        value = hyperparameters[name]
+        if isinstance(value, Mapping):
+            value = ",".join(f"{k}={v}" for k, v in sorted(value.items()))
+        args += [f"--{name}" if len(name) > 1 else f"-{name}", str(value)]
+    return args
+
+
+def _env_value(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+@functools.lru_cache(maxsize=1)
+def gpu_count() -> int:
+    """CUDA devices a job could use; torch is imported only where an NVIDIA driver is present."""
+    if shutil.which("nvidia-smi") is None and not Path("/dev/nvidiactl").exists():
+        return 0
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except Exception:  # a broken driver counts as no GPU, as the job itself would find
+        return 0
+
+
+# ---------------------------------------------------------------------------------------------- the job's layout
+class TrainingLayout:
+    """`/opt/ml` of one training job, relocated into its job directory."""
+
+    def __init__(self, job_dir: Path) -> None:
+        self.job_dir = job_dir
+        self.base = job_dir / "opt_ml"
+        self.config = self.base / "input" / "config"
+        self.data = self.base / "input" / "data"
+        self.model = self.base / "model"
+        self.output = self.base / "output"
+        self.output_data = self.output / "data"
+        self.intermediate = self.output / "intermediate"
+        self.failure = self.output / "failure"
+        self.code = self.base / "code"
+
+    def create(self) -> None:
+        for folder in (self.config, self.data, self.model, self.output_data, self.intermediate, self.code):
+            folder.mkdir(parents=True, exist_ok=True)
+
+
+class Phases:
+    """SecondaryStatus and its transitions, published live through `on_progress`."""
+
+    def __init__(self, on_progress: Callable[[dict[str, Any]], None]) -> None:
+        self.transitions: list[dict[str, str]] = []
+        self._on_progress = on_progress
+
+    def enter(self, status: str, message: str) -> None:
+        now = utc_now()
+        if self.transitions:
+            self.transitions[-1]["EndTime"] = now
+        self.transitions.append({"Status": status, "StartTime": now, "StatusMessage": message})
+        with contextlib.suppress(Exception):  # the progress view is best effort
+            self._on_progress({"SecondaryStatus": status, "StatusMessage": message})
+
+
+# ---------------------------------------------------------------------------------------------- one training job
+class TrainingJob:
+    """One CreateTrainingJob request run to completion: prepare, run, upload, describe."""
+
+    def __init__(self, run: StepRun, name: str, request: Mapping[str, Any], region: str) -> None:
+        self.run_, self.name, self.request, self.region = run, name, dict(request), region
+        self.workspace: Workspace = run.workspace
+        self.layout = TrainingLayout(run.job_dir(name))
+        self.hyperparameters: dict[str, str] = dict(request.get("HyperParameters") or {})
+        self.user_hps, self.framework_hps = decode_hyperparameters(self.hyperparameters)
+        algorithm = request.get("AlgorithmSpecification") or {}
+        self.metrics = MetricExtractor(algorithm.get("MetricDefinitions") or [])
+        self.input_mode = algorithm.get("TrainingInputMode", "File")
+        self.channels = list(request.get("InputDataConfig") or [])
+        self.instance_type = (request.get("ResourceConfig") or {}).get("InstanceType", "local")
+        self.phases = Phases(run.on_progress)
+
+    def run(self) -> dict[str, Any]:
+        created, started = utc_now(), time.monotonic()
+        self._check_supported()
+        note_instance_count(self.run_, (self.request.get("ResourceConfig") or {}).get("InstanceCount"))
+        self.phases.enter("Starting", "Preparing the instances for training")
+        self.layout.create()
+        try:
+            self._prepare()
+            self.phases.enter("Training", "Training image download completed. Training in progress.")
+            self._process().run()
+            self.phases.enter("Uploading", "Uploading generated training model")
+            artifacts = self._upload_results()
+        except OSError as exc:  # a full disk or an unreadable input: the service's words for it
+            raise StepFailed(f"InternalServerError: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self._sync_side_outputs()
+            (self.layout.job_dir / "metrics.json").write_text(json.dumps(self.metrics.to_json(), indent=2) + "\n")
+        self.phases.enter("Completed", "Training job completed")
+        return self._describe(created, time.monotonic() - started, artifacts)
+
+    def _check_supported(self) -> None:
+        if "sagemaker_program" not in self.framework_hps or "sagemaker_submit_directory" not in self.framework_hps:
+            raise StepFailed("ClientError: the local engine runs script-mode training jobs only "
+                             "(HyperParameters need sagemaker_program and sagemaker_submit_directory)")
+        for channel in self.channels:
+            mode = channel.get("InputMode", self.input_mode)
+            source = (channel.get("DataSource") or {}).get("S3DataSource")
+            if mode not in SUPPORTED_INPUT_MODES or source is None:
+                raise StepFailed(f"ClientError: channel {channel.get('ChannelName')!r}: only S3 data sources in "
+                                 f"File mode run locally (got {mode}, {sorted(channel.get('DataSource') or {})})")
+            if source.get("S3DataType", "S3Prefix") != "S3Prefix":
+                raise StepFailed(f"ClientError: channel {channel['ChannelName']!r}: S3DataType "
+                                 f"{source['S3DataType']} is not supported locally (use S3Prefix)")
+
+    # ------------------------------------------------------------------------------------------ before the run
+    def _prepare(self) -> None:
+        self.phases.enter("Downloading", "Downloading input data")
+        ContractFiles(self).write()
+        for channel in self.channels:
+            source = channel["DataSource"]["S3DataSource"]
+            download(self.workspace, source["S3Uri"], self.layout.data / channel["ChannelName"])
+        self._install_code()
+        checkpoint = self.request.get("CheckpointConfig")
+        if checkpoint:
+            download(self.workspace, checkpoint["S3Uri"], self.checkpoint_dir, required=False)
+
+    def _install_code(self) -> None:
+        uri = str(self.framework_hps["sagemaker_submit_directory"])
+        source = workspace_path(self.workspace, uri)
+        if source.is_dir():
+            shutil.copytree(source, self.layout.code, dirs_exist_ok=True)
+        elif source.is_file():
+            extract_tar_gz(source, self.layout.code)
+        else:
+            raise StepFailed(f"ClientError: sagemaker_submit_directory {uri} does not exist (looked in {source})")
+        if not (self.layout.code / self.program).is_file():
+            raise StepFailed(f"ClientError: the entry point {self.program} is not in {uri}")
+
+    @property
+    def program(self) -> str:
+        return str(self.framework_hps["sagemaker_program"])
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        local = (self.request.get("CheckpointConfig") or {}).get("LocalPath", "/opt/ml/checkpoints")
+        return Path(relocate(local, self.layout.base))
+
+    def _process(self) -> JobProcess:
+        if self.program.endswith(".py"):
+            argv = ["python3", self.program]
+        elif self.program.endswith(".sh"):
+            argv = ["/bin/sh", self.program]
+        else:
+            argv = [f"./{self.program}"]
+        max_runtime = (self.request.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds", DEFAULT_MAX_RUNTIME)
+        return JobProcess.for_run(
+            self.run_, argv + to_cmd_args(self.user_hps), job_dir=self.layout.job_dir, cwd=self.layout.code,
+            env=TrainingEnvironment(self).variables(), max_runtime_s=max_runtime, on_line=self.metrics.feed,
+            failure_file=self.layout.failure)
+
+    # ------------------------------------------------------------------------------------------ after the run
+    def _upload_results(self) -> str:
+        prefix = f"{self.request['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{self.name}/output"
+        pack_tar_gz(self.layout.model, workspace_path(self.workspace, f"{prefix}/model.tar.gz"))
+        pack_tar_gz(self.layout.output_data, workspace_path(self.workspace, f"{prefix}/output.tar.gz"))
+        return f"{prefix}/model.tar.gz"
+
+    def _sync_side_outputs(self) -> None:
+        """Checkpoints and debug tensors go out after a failure too: a retried job resumes from them."""
+        checkpoint = self.request.get("CheckpointConfig")
+        if checkpoint:
+            upload(self.workspace, self.checkpoint_dir, checkpoint["S3Uri"])
+        hook = self.request.get("DebugHookConfig")
+        if hook and hook.get("S3OutputPath"):
+            upload(self.workspace, self.tensors_dir, self.debug_output_uri)
+
+    @property
+    def tensors_dir(self) -> Path:
+        local = (self.request.get("DebugHookConfig") or {}).get("LocalPath", "/opt/ml/output/tensors")
+        return Path(relocate(local, self.layout.base))
+
+    @property
+    def debug_output_uri(self) -> str:
+        return f"{self.request['DebugHookConfig']['S3OutputPath'].rstrip('/')}/{self.name}/debug-output"
+
+    def _describe(self, created: str, seconds: float, artifacts: str) -> dict[str, Any]:
+        """DescribeTrainingJobResponse: the request echoed plus what the job produced (no rule statuses: the
+        rules are not evaluated here)."""
+        ended = utc_now()
+        described = {key: value for key, value in self.request.items() if key not in ("Tags", "TrainingJobName")}
+        described.update({
+            "TrainingJobName": self.name,
+            "TrainingJobArn": job_arn("training-job", self.name, self.region),
+            "TrainingJobStatus": "Completed",
+            "SecondaryStatus": self.phases.transitions[-1]["Status"],
+            "SecondaryStatusTransitions": self.phases.transitions,
+            "ModelArtifacts": {"S3ModelArtifacts": artifacts},
+            "HyperParameters": self.hyperparameters,
+            "CreationTime": created,
+            "TrainingStartTime": created,
+            "TrainingEndTime": ended,
+            "LastModifiedTime": ended,
+            "TrainingTimeInSeconds": max(1, round(seconds)),
+            "BillableTimeInSeconds": max(1, round(seconds)),
+            "FinalMetricDataList": self.metrics.final_metric_data_list(),
+        })
+        return described
+
+
+class ContractFiles:
+    """`/opt/ml/input/config/*.json`, as SageMaker writes them before the container starts."""
+
+    def __init__(self, job: TrainingJob) -> None:
+        self.job = job
+
+    def write(self) -> None:
+        job, config = self.job, self.job.layout.config
+        files: dict[str, Any] = {
+            "hyperparameters.json": job.hyperparameters,
+            "inputdataconfig.json": input_data_config(job.channels, job.input_mode),
+            "resourceconfig.json": resource_config(job.instance_type),
+            "trainingjobconfig.json": {**job.request, "TrainingJobName": job.name},
+        }
+        hook = job.request.get("DebugHookConfig")
+        if hook:
+            files["debughookconfig.json"] = {
+                "LocalPath": str(job.tensors_dir),
+                "HookParameters": hook.get("HookParameters") or {},
+                "CollectionConfigurations": hook.get("CollectionConfigurations") or [],
+                "S3OutputPath": job.debug_output_uri,
+            }
+        checkpoint = job.request.get("CheckpointConfig")
+        if checkpoint:
+            files["checkpointconfig.json"] = {"LocalPath": str(job.checkpoint_dir), "S3Path": checkpoint["S3Uri"]}
+        for name, content in files.items():
+            (config / name).write_text(json.dumps(content, indent=2) + "\n")
+
+
+def input_data_config(channels: list[dict[str, Any]], default_mode: str) -> dict[str, dict[str, str]]:
+    """inputdataconfig.json: each channel's mode and distribution, as the container sees them."""
+    described: dict[str, dict[str, str]] = {}
+    for channel in channels:
+        source = channel["DataSource"]["S3DataSource"]
+        described[channel["ChannelName"]] = {
+            "TrainingInputMode": channel.get("InputMode", default_mode),
+            "S3DistributionType": source.get("S3DataDistributionType", "FullyReplicated"),
+            "RecordWrapperType": channel.get("RecordWrapperType", "None"),
+            **({"ContentType": channel["ContentType"]} if channel.get("ContentType") else {}),
+        }
+    return described
+
+
+def resource_config(instance_type: str) -> dict[str, Any]:
+    return {
+        "current_host": HOST, "hosts": [HOST], "current_instance_type": instance_type,
+        "current_group_name": INSTANCE_GROUP,
+        "instance_groups": [{"instance_group_name": INSTANCE_GROUP, "instance_type": instance_type, "hosts": [HOST]}],
+        "network_interface_name": "eth0",
+    }
+
+
+class TrainingEnvironment:
+    """The toolkit's `SM_*` variables (and `SM_TRAINING_ENV`) for one job, plus the relocation variables."""
+
+    def __init__(self, job: TrainingJob) -> None:
+        self.job = job
+
+    def training_env(self) -> dict[str, Any]:
+        job, layout = self.job, self.job.layout
+        channels = {ch["ChannelName"]: str(layout.data / ch["ChannelName"]) for ch in job.channels}
+        return {
+            "additional_framework_parameters": {}, "channel_input_dirs": channels, "current_host": HOST,
+            "current_instance_group": INSTANCE_GROUP, "current_instance_type": job.instance_type,
+            "distribution_hosts": [], "hosts": [HOST], "hyperparameters": job.user_hps,
+            "input_config_dir": str(layout.config),
+            "input_data_config": input_data_config(job.channels, job.input_mode),
+            "input_dir": str(layout.base / "input"), "is_master": True, "job_name": job.name,
+            "log_level": job.framework_hps.get("sagemaker_container_log_level", 20),
+            "master_hostname": HOST, "model_dir": str(layout.model),
+            "module_dir": str(job.framework_hps["sagemaker_submit_directory"]),
+            "module_name": job.program.rsplit(".", 1)[0], "network_interface_name": "eth0",
+            "num_cpus": max(1, job.run_.cpu_budget), "num_gpus": gpu_count(),
+            "output_data_dir": str(layout.output_data), "output_dir": str(layout.output),
+            "output_intermediate_dir": str(layout.intermediate),
+            "resource_config": resource_config(job.instance_type), "user_entry_point": job.program,
+        }
+
+    def variables(self) -> dict[str, str]:
+        env = self.training_env()
+        names = ("hosts", "network_interface_name", "user_entry_point", "resource_config", "input_data_config",
+                 "output_data_dir", "current_host", "current_instance_type", "module_name", "log_level",
+                 "input_dir", "input_config_dir", "output_dir", "num_cpus", "num_gpus", "model_dir", "module_dir",
+                 "output_intermediate_dir")
+        variables = {f"SM_{name.upper()}": _env_value(env[name]) for name in names}
+        variables.update({
+            "SM_HPS": json.dumps(env["hyperparameters"]),
+            "SM_CHANNELS": json.dumps(sorted(env["channel_input_dirs"])),
+            "SM_FRAMEWORK_PARAMS": json.dumps(env["additional_framework_parameters"]),
+            "SM_USER_ARGS": json.dumps(to_cmd_args(env["hyperparameters"])),
+            "SM_TRAINING_ENV": json.dumps(env),
+        })
+        variables.update({f"SM_CHANNEL_{name.upper()}": path for name, path in env["channel_input_dirs"].items()})
+        variables.update({f"SM_HP_{name.upper()}": _env_value(value) for name, value in env["hyperparameters"].items()})
+        return {**(self.job.request.get("Environment") or {}), **variables, **self._relocation()}
+
+    def _relocation(self) -> dict[str, str]:
+        # smdebug looks for its configs at /opt/ml/input/config unless told otherwise. TRAINING_JOB_NAME stays unset
+        # on purpose: with it smdebug skips the end-of-training marker that rule evaluation after the job waits for.
+        config = self.job.layout.config
+        return {
+            "SAGEMAKER_BASE_DIR": str(self.job.layout.base),
+            "SMDEBUG_CONFIG_FILE_PATH": str(config / "debughookconfig.json"),
+            "SMPROFILER_CONFIG_PATH": str(config / "profilerconfig.json"),
+            "TENSORBOARD_CONFIG_FILE_PATH": str(config / "tensorboardoutputconfig.json"),
+        }
+
+
+# ---------------------------------------------------------------------------------------------- entry points
+def run_training_job(run: StepRun, job_name: str, request: Mapping[str, Any],
+                     region: str = DEFAULT_REGION) -> dict[str, Any]:
+    """Runs one CreateTrainingJob request as `job_name` under `run`'s step; returns DescribeTrainingJob-shaped
+    properties or raises StepFailed. Safe to call concurrently with distinct job names."""
+    return TrainingJob(run, job_name, request, region).run()
+
+
+class TrainingJobHandler:
+    """The `Training` step type."""
+
+    def __init__(self, workspace: Workspace, store: Any = None, config: Any = None) -> None:
+        self.workspace, self.store, self.config = workspace, store, config
+        self.region = getattr(getattr(config, "project", None), "region", None) or DEFAULT_REGION
+
+    def run(self, run: StepRun) -> dict[str, Any]:
+        return run_training_job(run, new_job_name(run.step_name, run.execution_id), run.arguments, self.region)

@@ -1,0 +1,352 @@
+"""The executor with fake handlers: the real definition, hand-written ones, failures, retry, stop, kill -9."""
+
+from __future__ import annotations
+
+import _thread
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from executor_fakes import Behaviour, fake_handlers, make_fake_handlers
+
+from pipelines.config import load_config
+from pipelines.local.executor import Executor, RetryError
+from pipelines.local.state import ENGINE_STOPPED, StateStore
+from pipelines.local.target import LocalTarget
+from pipelines.local.workspace import Workspace
+from pipelines.targets import TargetError
+
+ROLE = "arn:aws:iam::000000000000:role/LocalPipelineExecution"
+IF_BRANCH = ["ImageClassifier-RegisterModel", "ServingModel-CreateModel", "EndpointConfig", "Endpoint"]
+
+
+@pytest.fixture(scope="module")
+def real_definition() -> dict:
+    """The definition get_pipeline builds for the local target."""
+    from pipelines.assembly import get_pipeline
+    from pipelines.session import Uploads, build_pipeline_session
+
+    config = load_config(overrides={"project.target": "local"})
+    return json.loads(get_pipeline(config, build_pipeline_session(config, Uploads.DISCARD)).definition())
+
+
+class Harness:
+    """A workspace, a store and one pipeline; runs executions of it with fake handlers."""
+
+    def __init__(self, root: Path, definition: dict, behaviour: Behaviour, cpu_budget: int = 2) -> None:
+        self.workspace = Workspace.open(root)
+        self.store = StateStore(self.workspace.state_db)
+        self.behaviour = behaviour
+        self.executor = Executor(self.workspace, self.store, fake_handlers(behaviour), cpu_budget)
+        self.store.upsert_pipeline("p", "arn:aws:sagemaker:us-east-1:000000000000:pipeline/p", json.dumps(definition),
+                                   None)
+
+    def run(self, parameters: dict | None = None, execution_id: str = "exec00000001"):
+        pipeline = self.store.get_pipeline("p")
+        self.store.create_execution(execution_id, f"{pipeline.arn}/execution/{execution_id}", pipeline,
+                                    parameters or {})
+        self.executor.run(execution_id)
+        return self.execution(execution_id)
+
+    def execution(self, execution_id: str = "exec00000001"):
+        return self.store.get_execution(execution_id)
+
+    def steps(self, execution_id: str = "exec00000001") -> dict:
+        return {step.name: step for step in self.store.list_steps(execution_id)}
+
+
+def processing(name: str, depends_on: list[str] | None = None, **arguments) -> dict:
+    request = {
+        "ProcessingResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.xlarge",
+                                                  "VolumeSizeInGB": 30}},
+        "AppSpecification": {"ImageUri": "image"},
+        "RoleArn": ROLE,
+        **arguments,
+    }
+    step = {"Name": name, "Type": "Processing", "Arguments": request}
+    return {**step, "DependsOn": depends_on} if depends_on else step
+
+
+def condition(conditions: list[dict], if_steps: list[dict], else_steps: list[dict]) -> dict:
+    return {"Name": "Check", "Type": "Condition",
+            "Arguments": {"Conditions": conditions, "IfSteps": if_steps, "ElseSteps": else_steps}}
+
+
+def definition(*steps: dict, parameters: list[dict] | None = None) -> dict:
+    return {"Version": "2020-12-01", "Parameters": parameters or [], "Steps": list(steps)}
+
+
+# ---------------------------------------------------------------------------------------------- the real definition
+def test_real_definition_runs_every_step_in_order(tmp_path, real_definition):
+    harness = Harness(tmp_path, real_definition, Behaviour(accuracy=0.95))
+    execution = harness.run()
+    assert (execution.status, execution.failure_reason) == ("Succeeded", None)
+    assert harness.behaviour.order() == ["PrepareData", "TuneHyperparameters", "TrainModel", "EvaluateModel",
+                                         *IF_BRANCH]
+    steps = harness.steps()
+    assert list(steps) == ["PrepareData", "TuneHyperparameters", "TrainModel", "EvaluateModel", "CheckAccuracy",
+                           *IF_BRANCH]
+    assert {s.status for s in steps.values()} == {"Succeeded"} and steps["CheckAccuracy"].properties == {
+        "Outcome": True}
+    calls = {call.step: call.arguments for call in harness.behaviour.calls}
+    assert {k: calls["TrainModel"]["HyperParameters"][k] for k in ("lr", "batch_size", "epochs", "image_size")} == {
+        "lr": "0.001", "batch_size": '"64"', "epochs": "3", "image_size": "32"}
+    train_uri = calls["TrainModel"]["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"]
+    assert train_uri == "s3://local-pipeline/image-classifier/exec00000001/PrepareData/output/train"
+    model = calls["EvaluateModel"]["ProcessingInputs"][0]["S3Input"]["S3Uri"]
+    assert model == "s3://local-pipeline/image-classifier/models/trainmodel-exec00000001/output/model.tar.gz"
+    assert calls["ServingModel-CreateModel"]["PrimaryContainer"]["ModelDataUrl"] == model
+    assert calls["EndpointConfig"]["EndpointConfigName"] == "image-classifier-exec00000001"
+    assert calls["EndpointConfig"]["ProductionVariants"][0]["ModelName"] == "model-exec00000001"
+    assert calls["Endpoint"]["EndpointConfigName"] == "image-classifier-exec00000001"
+    assert steps["EvaluateModel"].property_files == {
+        "EvaluationReport": {"multiclass_classification_metrics": {"accuracy": {"value": 0.95}}}}
+
+
+def test_real_definition_else_branch_fails_with_the_fail_steps_message(tmp_path, real_definition):
+    harness = Harness(tmp_path, real_definition, Behaviour(accuracy=0.5))
+    execution = harness.run()
+    message = "Test accuracy 0.5 is below the AccuracyThreshold of 0.9 - the model was not registered or deployed."
+    assert (execution.status, execution.failure_reason) == ("Failed", message)
+    steps = harness.steps()
+    assert list(steps) == ["PrepareData", "TuneHyperparameters", "TrainModel", "EvaluateModel", "CheckAccuracy",
+                           "AccuracyTooLow"]
+    assert (steps["AccuracyTooLow"].status, steps["AccuracyTooLow"].failure_reason) == ("Failed", message)
+    assert not set(IF_BRANCH) & {call.step for call in harness.behaviour.calls}
+
+
+def test_parameters_given_at_start_are_used(tmp_path, real_definition):
+    harness = Harness(tmp_path, real_definition, Behaviour(accuracy=0.5))
+    assert harness.run({"AccuracyThreshold": 0.4, "EndpointName": "other"}).status == "Succeeded"
+    assert harness.steps()["Endpoint"].properties["EndpointName"] == "other"
+
+
+# ---------------------------------------------------------------------------------------------- conditions
+def binary(kind: str, left, right) -> dict:
+    return {"Type": kind, "LeftValue": left, "RightValue": right}
+
+
+THRESHOLD = {"Get": "Parameters.Threshold"}
+
+
+@pytest.mark.parametrize(("check", "branch"), [
+    (binary("Equals", THRESHOLD, 0.5), "Yes"),
+    (binary("GreaterThan", THRESHOLD, 0.5), "No"),
+    (binary("GreaterThanOrEqualTo", THRESHOLD, 0.5), "Yes"),
+    (binary("LessThan", THRESHOLD, "0.75"), "Yes"),
+    (binary("LessThanOrEqualTo", THRESHOLD, 0.25), "No"),
+    ({"Type": "In", "QueryValue": THRESHOLD, "Values": [0.1, 0.5]}, "Yes"),
+    ({"Type": "Not", "Condition": binary("Equals", THRESHOLD, 0.5)}, "No"),
+    ({"Type": "Or", "Conditions": [binary("Equals", THRESHOLD, 1), binary("LessThan", THRESHOLD, 1)]}, "Yes"),
+])
+def test_every_condition_type_picks_one_branch(tmp_path, check, branch):
+    parameters = [{"Name": "Threshold", "Type": "Float", "DefaultValue": 0.5}]
+    steps = [condition([check], [processing("Yes")], [processing("No"), processing("AfterNo", ["No"])])]
+    harness = Harness(tmp_path, definition(*steps, parameters=parameters), Behaviour())
+    assert harness.run().status == "Succeeded"
+    ran = {"Yes"} if branch == "Yes" else {"No", "AfterNo"}
+    assert {call.step for call in harness.behaviour.calls} == ran
+    assert set(harness.steps()) == {"Check", *ran}
+    assert harness.steps()["Check"].properties == {"Outcome": branch == "Yes"}
+
+
+def test_a_condition_that_cannot_be_evaluated_fails_its_step(tmp_path):
+    steps = [condition([binary("GreaterThan", "abc", 1)], [processing("Yes")], [])]
+    execution = Harness(tmp_path, definition(*steps), Behaviour()).run()
+    assert execution.status == "Failed"
+    assert execution.failure_reason == ("Step failure: One or multiple steps failed. Step Check (Condition) failed: "
+                                        "GreaterThan cannot compare 'abc' (str) with 1 (int)")
+
+
+# ---------------------------------------------------------------------------------------------- scheduling
+def test_depends_on_orders_steps_without_data_references(tmp_path):
+    behaviour = Behaviour(sleeps={"A": 0.3})
+    harness = Harness(tmp_path, definition(processing("B", ["A"]), processing("A")), behaviour)
+    assert harness.run().status == "Succeeded"
+    calls = {call.step: call for call in behaviour.calls}
+    assert calls["B"].started >= calls["A"].ended
+
+
+def test_independent_job_steps_share_the_cpu_budget_and_overlap(tmp_path):
+    behaviour = Behaviour(sleeps={"A": 0.4, "B": 0.4})
+    harness = Harness(tmp_path, definition(processing("A"), processing("B")), behaviour, cpu_budget=4)
+    assert harness.run().status == "Succeeded"
+    a, b = sorted(behaviour.calls, key=lambda c: c.step)
+    assert a.started < b.ended and b.started < a.ended
+    assert (a.cpu_budget, b.cpu_budget) == (2, 2)
+
+
+def test_job_steps_wait_for_cores_but_metadata_steps_do_not(tmp_path):
+    behaviour = Behaviour(sleeps={"A": 0.3, "B": 0.3, "M": 0.3})
+    model = {"Name": "M", "Type": "Model", "Arguments": {"ExecutionRoleArn": ROLE,
+                                                        "PrimaryContainer": {"Image": "image"}}}
+    harness = Harness(tmp_path, definition(processing("A"), processing("B"), model), behaviour, cpu_budget=1)
+    assert harness.run().status == "Succeeded"
+    calls = {call.step: call for call in behaviour.calls}
+    first, second = sorted([calls["A"], calls["B"]], key=lambda c: c.started)
+    assert second.started >= first.ended and first.cpu_budget == second.cpu_budget == 1
+    assert calls["M"].started < first.ended  # no core needed: it ran alongside
+
+
+# ---------------------------------------------------------------------------------------------- failures
+def test_unknown_step_type_fails_the_execution_at_start(tmp_path):
+    transform = {"Name": "Score", "Type": "Transform", "Arguments": {}}
+    harness = Harness(tmp_path, definition(processing("A"), transform), Behaviour())
+    execution = harness.run()
+    assert execution.status == "Failed"
+    assert execution.failure_reason.startswith("step Score has type 'Transform', which the local engine does not run")
+    assert harness.behaviour.calls == [] and harness.steps() == {}
+
+
+def test_definition_errors_name_the_step(tmp_path):
+    cases = {
+        "step B depends on steps that do not exist: Nope": [processing("B", ["Nope"])],
+        "steps A, B depend on each other": [processing("A", ["B"]), processing("B", ["A"])],
+    }
+    for index, (message, steps) in enumerate(cases.items()):
+        execution = Harness(tmp_path / str(index), definition(*steps), Behaviour()).run()
+        assert execution.status == "Failed" and message in execution.failure_reason
+
+
+def test_a_request_botocore_rejects_fails_with_botocores_words(tmp_path):
+    step = processing("A")
+    del step["Arguments"]["RoleArn"]
+    harness = Harness(tmp_path, definition(step, processing("B", ["A"])), Behaviour())
+    execution = harness.run()
+    reason = 'ValidationException: Missing required parameter in input: "RoleArn"'
+    assert harness.steps()["A"].failure_reason == reason
+    assert execution.failure_reason == f"Step failure: One or multiple steps failed. Step A (Processing) failed: " \
+                                       f"{reason}"
+    assert harness.behaviour.calls == []
+
+
+def test_first_failure_stops_new_steps_while_running_ones_finish(tmp_path):
+    behaviour = Behaviour(sleeps={"Slow": 0.4}, failures={"Bad": "AlgorithmError: boom"})
+    steps = [processing("Slow"), processing("Bad"), processing("After", ["Bad"]), processing("AfterSlow", ["Slow"])]
+    harness = Harness(tmp_path, definition(*steps), behaviour, cpu_budget=2)
+    execution = harness.run()
+    assert execution.failure_reason == ("Step failure: One or multiple steps failed. Step Bad (Processing) failed: "
+                                        "AlgorithmError: boom")
+    statuses = {name: step.status for name, step in harness.steps().items()}
+    assert statuses == {"Slow": "Succeeded", "Bad": "Failed"}
+
+
+def test_handler_bugs_and_unresolvable_references_fail_the_step(tmp_path):
+    class Broken:
+        def run(self, run):
+            raise ZeroDivisionError("division by zero")
+
+    harness = Harness(tmp_path, definition(processing("A")), Behaviour())
+    harness.executor.handlers["Processing"] = Broken()
+    assert "InternalError: ZeroDivisionError: division by zero" in harness.run().failure_reason
+    bad_reference = processing("B", AppSpecification={"ImageUri": {"Get": "Steps.A.Nope"}})
+    harness = Harness(tmp_path / "2", definition(processing("A"), bad_reference), Behaviour())
+    assert "Get Steps.A.Nope: the step's properties have no 'Nope'" in harness.run().failure_reason
+
+
+def test_a_missing_property_file_fails_the_processing_step(tmp_path):
+    output = {"OutputName": "evaluation", "S3Output": {"S3Uri": "s3://b/eval", "LocalPath": "/opt/ml/processing/e",
+                                                       "S3UploadMode": "EndOfJob"}}
+    step = processing("Eval", ProcessingOutputConfig={"Outputs": [output]})
+    step["PropertyFiles"] = [{"PropertyFileName": "Report", "OutputName": "evaluation", "FilePath": "report.json"}]
+    execution = Harness(tmp_path, definition(step), Behaviour()).run()
+    assert "PropertyFile Report: the job wrote no report.json to output evaluation (s3://b/eval/report.json)" in \
+        execution.failure_reason
+
+
+# ---------------------------------------------------------------------------------------------- retry and stop
+def test_retry_reruns_only_what_did_not_succeed(tmp_path, real_definition):
+    harness = Harness(tmp_path, real_definition, Behaviour(failures={"TrainModel": "AlgorithmError: out of memory"}))
+    assert harness.run().status == "Failed"
+    retried = Behaviour()
+    harness.executor.handlers = fake_handlers(retried)
+    assert harness.executor.retry("exec00000001") == "Succeeded"
+    assert retried.order() == ["TrainModel", "EvaluateModel", *IF_BRANCH]
+    calls = {call.step: call.arguments for call in retried.calls}
+    assert calls["TrainModel"]["HyperParameters"]["lr"] == "0.001"  # from the first attempt's tuning step
+    execution, steps = harness.execution(), harness.steps()
+    assert (execution.status, execution.failure_reason, execution.attempt) == ("Succeeded", None, 2)
+    assert (steps["PrepareData"].attempt, steps["TrainModel"].attempt) == (1, 2)
+    with pytest.raises(RetryError, match="is Succeeded; only a Failed or Stopped one can be retried"):
+        harness.executor.retry("exec00000001")
+
+
+def test_ctrl_c_cancels_running_steps_and_stops_the_execution(tmp_path):
+    behaviour = Behaviour(sleeps={"A": 30})
+    harness = Harness(tmp_path, definition(processing("A"), processing("B", ["A"])), behaviour)
+
+    def interrupt_once_a_running() -> None:
+        wait_for(lambda: behaviour.calls)
+        _thread.interrupt_main()  # what Ctrl-C does to the main thread
+
+    threading.Thread(target=interrupt_once_a_running, daemon=True).start()
+    started = time.monotonic()
+    execution = harness.run()
+    assert time.monotonic() - started < 5
+    assert execution.status == "Stopped"
+    assert {name: step.status for name, step in harness.steps().items()} == {"A": "Stopped"}
+
+
+# ---------------------------------------------------------------------------------------------- kill -9
+SLOW_DEFINITION = definition(processing("A"), processing("B", ["A"]), processing("C", ["B"]))
+
+
+def wait_for(predicate, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+@pytest.fixture
+def detached_env(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))  # the worker imports executor_fakes
+    monkeypatch.setenv("FAKE_SLEEP_STEP", "B")
+    monkeypatch.setenv("FAKE_SLEEP_S", "60")
+
+
+def test_kill_9_leaves_a_consistent_state_that_retry_finishes(tmp_path, detached_env, monkeypatch):
+    target = LocalTarget(load_config(), tmp_path, handlers_factory=make_fake_handlers, cpu_budget=1)
+    target.upsert(json.dumps(SLOW_DEFINITION), "slow")
+    execution_id = target.start({}, wait=False, on_progress=None).arn.rsplit("/", 1)[-1]
+    wait_for(lambda: any(s.name == "B" and s.status == "Executing" for s in target.store.list_steps(execution_id)))
+    engine = psutil.Process(target.store.get_execution(execution_id).engine_pid)
+    assert engine.pid != os.getpid() and "pipelines.local.worker" in " ".join(engine.cmdline())
+    os.kill(engine.pid, signal.SIGKILL)
+    engine.wait(timeout=10)
+
+    assert StateStore(target.workspace.state_db).recover_interrupted() == [execution_id]
+    summary = target.describe_execution(execution_id)
+    assert (summary.status, summary.failure_reason) == ("Failed", ENGINE_STOPPED)
+    assert [(s.name, s.status, s.failure_reason) for s in summary.steps] == [
+        ("A", "Succeeded", None), ("B", "Failed", ENGINE_STOPPED)]
+
+    monkeypatch.setenv("FAKE_SLEEP_S", "0")
+    assert target.retry(execution_id, wait=False, on_progress=None).status == "Executing"  # in a new worker
+    with pytest.raises(TargetError, match="is still Executing"):
+        target.retry(execution_id, wait=True, on_progress=None)
+    summary = wait_for(lambda: (s := target.describe_execution(execution_id)).status != "Executing" and s)
+    assert (summary.status, summary.failure_reason) == ("Succeeded", None)
+    steps = {step.name: step for step in target.store.list_steps(execution_id)}
+    assert {name: (step.status, step.attempt) for name, step in steps.items()} == {
+        "A": ("Succeeded", 1), "B": ("Succeeded", 2), "C": ("Succeeded", 2)}  # A was not run again
+
+
+def test_a_detached_execution_runs_to_the_end_in_the_worker(tmp_path, detached_env, monkeypatch):
+    monkeypatch.setenv("FAKE_SLEEP_S", "0.2")
+    target = LocalTarget(load_config(), tmp_path, handlers_factory=make_fake_handlers, cpu_budget=1)
+    target.upsert(json.dumps(SLOW_DEFINITION), "slow")
+    started = target.start({}, wait=False, on_progress=None)
+    assert started.status == "Executing"
+    summary = wait_for(lambda: (s := target.describe_execution(started.arn)).status != "Executing" and s)
+    assert summary.status == "Succeeded" and [s.name for s in summary.steps] == ["A", "B", "C"]
+    assert (tmp_path / "jobs" / summary.arn.rsplit("/", 1)[-1] / "engine.log").read_text().strip().endswith(
+        "Succeeded")
