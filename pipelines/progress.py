@@ -48,9 +48,37 @@ def execution_table(summary: ExecutionSummary) -> Table:
     return table
 
 
+def _short(value: Any) -> str:
+    text = str(value).strip('"')
+    try:
+        return f"{float(text):.4g}" if "." in text or "e" in text.lower() else text
+    except ValueError:
+        return text
+
+
 def _detail_text(details: dict[str, Any]) -> str:
-    shown = {k: v for k, v in details.items() if k != "metadata" and isinstance(v, str | int | float)}
-    return ", ".join(f"{k}={v}" for k, v in shown.items())
+    """One line a person reads at a glance; `--json` carries every detail."""
+    parts = []
+    best = details.get("BestTrainingJob")
+    if isinstance(best, dict):
+        tuned = " ".join(f"{k}={_short(v)}" for k, v in best.get("TunedHyperParameters", {}).items())
+        objective = best.get("FinalHyperParameterTuningJobObjectiveMetric", {})
+        parts.append(f"best: {tuned} -> {objective.get('MetricName', '')}={_short(objective.get('Value'))}")
+    metrics = details.get("Metrics")
+    if isinstance(metrics, dict) and "validation:accuracy" in metrics:
+        parts.append(f"validation:accuracy={_short(metrics['validation:accuracy'])}")
+    for label in ("DebuggerRules", "ProfilerRules"):
+        rules = details.get(label)
+        if isinstance(rules, dict):
+            found = [name for name, status in rules.items() if status == "IssuesFound"]
+            parts.append(f"{label}: {len(rules) - len(found)} ok" + (f", issues: {', '.join(found)}" if found else ""))
+    if "Outcome" in details:
+        parts.append(f"outcome: {str(details['Outcome']).lower()}")
+    if "ModelPackageArn" in details:
+        parts.append(f"{details['ModelPackageArn'].split(':')[-1]} ({details.get('ModelApprovalStatus', '')})")
+    if "Url" in details:
+        parts.append(str(details["Url"]))
+    return "; ".join(parts)
 
 
 def print_execution(console: Console, summary: ExecutionSummary) -> None:
