@@ -108,6 +108,10 @@ class RegistryConfig:
 class RulesConfig:
     enabled: bool
     rules: tuple[str, ...]
+    # Rules whose IssuesFound stops the training job (SageMaker's StopTraining rule action).
+    stop_training_on: tuple[str, ...]
+    # Per-rule overrides of AWS's documented defaults: {"overfit": {"patience": "2"}}; values as strings, as the API.
+    rule_parameters: dict[str, dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -162,7 +166,8 @@ def load_config(
         for section, table in local_tables.items():
             if isinstance(table, dict) and section in raw:
                 raw[section] = _deep_merge(raw[section], table)
-                origins.update(_origins({section: table}, f"{origins.get('local')} [local.{section}]"))
+                for dotted in _origins({section: table}, ""):
+                    origins[dotted] = f"{origins.get(f'local.{dotted}', 'config')} [local.{section}]"
     raw["local"] = {k: v for k, v in local_tables.items() if not isinstance(v, dict)}
     _apply_env(raw, origins, environ)
     for dotted, value in (overrides or {}).items():
@@ -189,7 +194,7 @@ def _origins(raw: Mapping[str, Any], where: str, prefix: str = "") -> dict[str, 
     for key, value in raw.items():
         dotted = f"{prefix}{key}"
         found[dotted] = where
-        if isinstance(value, dict) and not prefix:
+        if isinstance(value, dict):  # every level: a range's origin is "tuning.ranges.<name>"
             found.update(_origins(value, where, f"{dotted}."))
     return found
 
@@ -202,9 +207,13 @@ def _check_known_keys(user: Mapping[str, Any], defaults: Mapping[str, Any], wher
             raise ConfigError(f"{where}: [{section}] must be a table")
         if section == "local":
             _check_known_keys({k: v for k, v in table.items() if isinstance(v, dict)}, defaults, f"{where} [local]")
+            own_keys = [k for k, v in defaults["local"].items() if not isinstance(v, dict)]
+            for key, value in table.items():
+                if not isinstance(value, dict) and key not in own_keys:
+                    raise ConfigError(f"{where}: unknown key '{key}' in [local]; known keys: {', '.join(own_keys)}")
             continue
         for key in table:
-            if key not in defaults[section] and key != "ranges":
+            if key not in defaults[section] and key not in ("ranges", "rule_parameters"):
                 known = ", ".join(defaults[section])
                 raise ConfigError(f"{where}: unknown key '{key}' in [{section}]; known keys: {known}")
 
@@ -212,9 +221,9 @@ def _check_known_keys(user: Mapping[str, Any], defaults: Mapping[str, Any], wher
 def _deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in top.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "ranges":
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key not in ("ranges", "rule_parameters"):
             merged[key] = _deep_merge(merged[key], value)
-        elif isinstance(value, dict) and key == "ranges" and isinstance(merged.get(key), dict):
+        elif isinstance(value, dict) and key in ("ranges", "rule_parameters") and isinstance(merged.get(key), dict):
             # A range named again replaces the whole range: mixing a categorical over a continuous is nonsense.
             merged[key] = {**merged[key], **value}
         else:
@@ -234,7 +243,7 @@ def _apply_env(raw: dict[str, Any], origins: dict[str, str], environ: Mapping[st
     for section, cls in SECTIONS.items():
         for field in fields(cls):
             name = env_var_name(section, field.name)
-            if name in environ and field.name != "ranges":
+            if name in environ and field.name not in ("ranges", "rule_parameters"):
                 raw.setdefault(section, {})[field.name] = environ[name]
                 origins[f"{section}.{field.name}"] = name
 
@@ -263,7 +272,7 @@ def _build_section(cls: type, section: str, table: Mapping[str, Any], origins: M
 def _build_ranges(table: Mapping[str, Any], origins: Mapping[str, str]) -> tuple[HyperparameterRange, ...]:
     ranges = []
     for name, spec in table.items():
-        where = origins.get("tuning.ranges", "config")
+        where = origins.get(f"tuning.ranges.{name}", "config")
         label = f"[tuning.ranges.{name}]"
         if not isinstance(spec, dict):
             raise ConfigError(f"{where}: {label} must be a table with a type")
@@ -302,6 +311,8 @@ def _build_ranges(table: Mapping[str, Any], origins: Mapping[str, str]) -> tuple
 def _coerce(value: Any, hint: Any, label: str, where: str) -> Any:
     if hint is HyperparameterRange or get_args(hint) and get_args(hint)[0] is HyperparameterRange:
         return value
+    if get_origin(hint) is dict:
+        return _coerce_rule_parameters(value, label, where)
     bad = ConfigError(f"{where}: {label} must be {_describe(hint)}, got {value!r}")
     if get_origin(hint) is tuple:
         items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
@@ -332,6 +343,18 @@ def _coerce(value: Any, hint: Any, label: str, where: str) -> Any:
     return value
 
 
+def _coerce_rule_parameters(value: Any, label: str, where: str) -> dict[str, dict[str, str]]:
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise ConfigError(f"{where}: {label} must be tables, one per rule: [section.rule_parameters.RULE] KEY = VALUE")
+    result = {}
+    for rule, parameters in value.items():
+        for key, item in parameters.items():
+            if isinstance(item, dict | list):
+                raise ConfigError(f"{where}: {label}.{rule}.{key} must be a single value, got {item!r}")
+        result[rule] = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in parameters.items()}
+    return result
+
+
 def _describe(hint: Any) -> str:
     if get_origin(hint) is tuple:
         return "a list of strings (comma-separated in an environment variable)"
@@ -342,12 +365,21 @@ def _validate(config: PipelineConfig, origins: Mapping[str, str]) -> None:
     def fail(dotted: str, message: str) -> None:
         raise ConfigError(f"{origins.get(dotted, 'config')}: [{dotted.split('.')[0]}] {message}")
 
+    def shown(*dotted_keys: str) -> str:
+        """`key = value (origin)` of each value a check compares: the one at fault may be the other one."""
+        values = []
+        for dotted in dotted_keys:
+            section, key = dotted.split(".")
+            values.append(f"{key} = {getattr(getattr(config, section), key)!r} ({origins.get(dotted, 'config')})")
+        return "; ".join(values)
+
     data, tuning, instances = config.data, config.tuning, config.instances
     for name in ("val_fraction", "test_fraction"):
         if not 0 <= getattr(data, name) < 1:
             fail(f"data.{name}", f"{name} must be in [0, 1), got {getattr(data, name)}")
     if data.val_fraction + data.test_fraction >= 1:
-        fail("data.test_fraction", "val_fraction + test_fraction must leave images for training (sum < 1)")
+        fail("data.test_fraction", "val_fraction + test_fraction must leave images for training (sum < 1): "
+             + shown("data.val_fraction", "data.test_fraction"))
     if data.test_fraction == 0:
         fail("data.test_fraction", "test_fraction must be > 0: the accuracy gate needs a test split")
     if tuning.strategy not in TUNING_STRATEGIES:
@@ -355,12 +387,19 @@ def _validate(config: PipelineConfig, origins: Mapping[str, str]) -> None:
     if tuning.early_stopping not in ("Off", "Auto"):
         fail("tuning.early_stopping", f"early_stopping must be Off or Auto, got {tuning.early_stopping!r}")
     if not 1 <= tuning.max_parallel_jobs <= tuning.max_jobs:
-        fail("tuning.max_parallel_jobs", "max_parallel_jobs must be between 1 and max_jobs")
+        fail("tuning.max_parallel_jobs", "max_parallel_jobs must be between 1 and max_jobs: "
+             + shown("tuning.max_parallel_jobs", "tuning.max_jobs"))
     if not tuning.ranges:
         fail("tuning.ranges", "at least one hyperparameter range is needed to tune")
     if config.registry.approval_status not in APPROVAL_STATUSES:
         fail("registry.approval_status", f"approval_status must be one of {', '.join(APPROVAL_STATUSES)}")
     if not 0 <= config.evaluation.accuracy_threshold <= 1:
         fail("evaluation.accuracy_threshold", "accuracy_threshold must be between 0 and 1")
+    for section in ("debugger", "profiler"):
+        rules = getattr(config, section)
+        for name in (*rules.stop_training_on, *rules.rule_parameters):
+            if name not in rules.rules:
+                fail(f"{section}.rules", f"{name!r} is configured but not in rules; add it to rules or remove it")
     if instances.spot and instances.max_wait_seconds < instances.max_run_seconds:
-        fail("instances.max_wait_seconds", "max_wait_seconds must be >= max_run_seconds for spot training")
+        fail("instances.max_wait_seconds", "max_wait_seconds must be >= max_run_seconds for spot training: "
+             + shown("instances.max_wait_seconds", "instances.max_run_seconds"))

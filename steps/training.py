@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from sagemaker.debugger import DebuggerHookConfig, ProfilerConfig, ProfilerRule, Rule, rule_configs
 from sagemaker.workflow.pipeline_context import PipelineSession
 from sagemaker.workflow.steps import CacheConfig, ProcessingStep, TrainingStep, TuningStep
+from smdebug_rulesconfig.debugger_rules import builtin_rules
+from smdebug_rulesconfig.profiler_rules.rules import ProfilerRuleBase
 
-from pipelines.config import ConfigError, PipelineConfig
+from pipelines.config import ConfigError, PipelineConfig, RulesConfig
 from pipelines.parameters import PipelineParameters
 from pipelines.session import bucket_and_role
 from steps.estimator import build_estimator, static_hyperparameters
@@ -18,24 +21,59 @@ STEP_NAME = "TrainModel"
 SYSTEM_MONITOR_INTERVAL_MS = 500
 
 
-def _rule_config(name: str, section: str) -> dict[str, Any]:
-    factory = getattr(rule_configs, name, None)
-    if not callable(factory) or name.startswith("_"):
-        known = ", ".join(sorted(n for n in dir(rule_configs) if not n.startswith("_") and n[0].isalpha()))
-        raise ConfigError(f"[{section}] rules: unknown rule '{name}'; available: {known}")
-    return factory()
+def available_rules(section: str) -> list[str]:
+    """The built-in rule names `[debugger] rules` (rule functions) or `[profiler] rules` (ProfilerRule classes) take.
+
+    `rule_configs` also exports actions and helpers (SMS, Email, get_collection, ...), which are no rules.
+    """
+
+    def is_rule(obj: Any) -> bool:
+        if section == "profiler":
+            return inspect.isclass(obj) and issubclass(obj, ProfilerRuleBase) and obj is not ProfilerRuleBase
+        return inspect.isfunction(obj) and obj.__module__ == builtin_rules.__name__
+
+    return sorted(n for n in dir(rule_configs) if not n.startswith("_") and is_rule(getattr(rule_configs, n)))
+
+
+def _rule_factory(name: str, section: str) -> Any:
+    if name not in available_rules(section):
+        other = "profiler" if section == "debugger" else "debugger"
+        hint = f" ('{name}' is a {other} rule: list it in [{other}] rules)" if name in available_rules(other) else ""
+        known = ", ".join(available_rules(section))
+        raise ConfigError(f"[{section}] rules: unknown rule '{name}'{hint}; available: {known}")
+    return getattr(rule_configs, name)
+
+
+def _stop_training(name: str, rules: RulesConfig) -> Any:
+    return rule_configs.ActionList(rule_configs.StopTraining()) if name in rules.stop_training_on else None
 
 
 def debugger_rules(config: PipelineConfig) -> list[Rule]:
-    if not config.debugger.enabled:
+    rules = config.debugger
+    if not rules.enabled:
         return []
-    return [Rule.sagemaker(_rule_config(name, "debugger")) for name in config.debugger.rules]
+    return [
+        Rule.sagemaker(
+            _rule_factory(name, "debugger")(),
+            rule_parameters=dict(rules.rule_parameters.get(name, {})) or None,
+            actions=_stop_training(name, rules),
+        )
+        for name in rules.rules
+    ]
 
 
 def profiler_rules(config: PipelineConfig) -> list[ProfilerRule]:
-    if not config.profiler.enabled:
+    rules = config.profiler
+    if not rules.enabled:
         return []
-    return [ProfilerRule.sagemaker(_rule_config(name, "profiler")) for name in config.profiler.rules]
+    built = []
+    for name in rules.rules:
+        try:
+            base = _rule_factory(name, "profiler")(**rules.rule_parameters.get(name, {}))
+        except TypeError as err:  # the rule class names the parameters it takes
+            raise ConfigError(f"[profiler.rule_parameters.{name}] {err}") from None
+        built.append(ProfilerRule.sagemaker(base))
+    return built
 
 
 def debugging_arguments(config: PipelineConfig) -> dict[str, Any]:
