@@ -23,7 +23,8 @@ class UserError(click.ClickException):
 
     def show(self, file: Any = None) -> None:
         err_console.print("[red]error:[/red] ", end="")
-        err_console.print(self.message, markup=False, highlight=False)
+        # soft_wrap: one line even where output is not a terminal (rich would fold it at 80 columns).
+        err_console.print(self.message, markup=False, highlight=False, soft_wrap=True)
 
 
 class PipelineCLI(click.Group):

@@ -397,9 +397,14 @@ def _validate(config: PipelineConfig, origins: Mapping[str, str]) -> None:
         fail("evaluation.accuracy_threshold", "accuracy_threshold must be between 0 and 1")
     for section in ("debugger", "profiler"):
         rules = getattr(config, section)
-        for name in (*rules.stop_training_on, *rules.rule_parameters):
-            if name not in rules.rules:
-                fail(f"{section}.rules", f"{name!r} is configured but not in rules; add it to rules or remove it")
+        for key, names in (("stop_training_on", rules.stop_training_on), ("rule_parameters", rules.rule_parameters)):
+            for name in names:
+                if name not in rules.rules:
+                    # Blame where the name was given, not where `rules` came from.
+                    dotted = f"{section}.{key}.{name}" if key == "rule_parameters" else f"{section}.{key}"
+                    where = origins.get(dotted, origins.get(f"{section}.{key}", "config"))
+                    raise ConfigError(f"{where}: [{section}] {key}: {name!r} is configured but not in rules "
+                                      f"({origins.get(f'{section}.rules', 'config')}); add it to rules or remove it")
     if instances.spot and instances.max_wait_seconds < instances.max_run_seconds:
         fail("instances.max_wait_seconds", "max_wait_seconds must be >= max_run_seconds for spot training: "
              + shown("instances.max_wait_seconds", "instances.max_run_seconds"))

@@ -263,11 +263,11 @@ def _check_get(reference: str, steps: Mapping[str, Any], parameters: Mapping[str
 
 
 def _check_json_get(body: Any, steps: Mapping[str, Any]) -> str | None:
-    if not isinstance(body, dict) or "Path" not in body or "PropertyFile" not in body:
-        return "Std:JsonGet needs PropertyFile and Path"
-    reference = body["PropertyFile"]
-    if isinstance(reference, dict) and "Get" in reference:
-        return _check_get(reference["Get"], steps, {})
+    # The SDK's JsonGet reads a step's PropertyFile, or a file at an S3Uri (@step functions' output).
+    if not isinstance(body, dict) or "Path" not in body or not ("PropertyFile" in body or "S3Uri" in body):
+        return "Std:JsonGet needs a PropertyFile (or an S3Uri) and a Path"
+    # The PropertyFile's own `Get` is one of the expressions check_references visits: checking it here as well
+    # reported a dangling property file twice.
     return None
 
 

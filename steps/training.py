@@ -68,12 +68,26 @@ def profiler_rules(config: PipelineConfig) -> list[ProfilerRule]:
         return []
     built = []
     for name in rules.rules:
+        factory = _rule_factory(name, "profiler")
+        parameters = {key: _number_or_text(value) for key, value in rules.rule_parameters.get(name, {}).items()}
         try:
-            base = _rule_factory(name, "profiler")(**rules.rule_parameters.get(name, {}))
-        except TypeError as err:  # the rule class names the parameters it takes
+            base = factory(**parameters)
+        # TypeError: the rule class names the parameters it takes; AssertionError: its range checks
+        # ("threshold must be a valid percentile!").
+        except (TypeError, AssertionError) as err:
             raise ConfigError(f"[profiler.rule_parameters.{name}] {err}") from None
         built.append(ProfilerRule.sagemaker(base))
     return built
+
+
+def _number_or_text(value: str) -> Any:
+    """The config keeps rule parameters as the API's strings; profiler rule classes compare them as numbers."""
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(value, value)
 
 
 def debugging_arguments(config: PipelineConfig) -> dict[str, Any]:
