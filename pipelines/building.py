@@ -27,13 +27,10 @@ class BuiltDefinition:
     problems: list[Problem]
 
 
-def require_cloud_settings(config: PipelineConfig) -> None:
+def require_cloud_settings(config: PipelineConfig, needs_role: bool = True) -> None:
     """The sagemaker target cannot build a definition without a role and a bucket: say how to give them."""
-    missing = [
-        (key, flag)
-        for key, flag in (("role_arn", "--role-arn"), ("bucket", "--bucket"))
-        if not getattr(config.project, key)
-    ]
+    wanted = (("role_arn", "--role-arn"), ("bucket", "--bucket")) if needs_role else (("bucket", "--bucket"),)
+    missing = [(key, flag) for key, flag in wanted if not getattr(config.project, key)]
     if missing:
         how = "; ".join(
             f"{key}: pass {flag}, set {env_var_name('project', key)}, or set {key} in [project] of {config.source}"

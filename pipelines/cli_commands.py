@@ -133,7 +133,7 @@ def _put_schedule(app: App, pipeline, cron, rate_value, name, disabled) -> None:
         arns = pipeline.put_triggers([trigger], role_arn=app.config.project.role_arn)
     except RuntimeError as err:  # the SDK's word for "upsert the pipeline first"
         raise UserError(str(err)) from None
-    console.print(f"schedule {name} ({'disabled' if disabled else 'enabled'}): {', '.join(arns)}")
+    console.print(f"schedule {name} ({'disabled' if disabled else 'enabled'}): {', '.join(arns)}", soft_wrap=True)
 
 
 @click.command("upload-data")
@@ -162,7 +162,7 @@ def upload_data(app: App, source: Path, prefix: str | None) -> None:
         return
     from pipelines.building import require_cloud_settings
 
-    require_cloud_settings(app.config)
+    require_cloud_settings(app.config, needs_role=False)  # an upload needs a bucket, not the pipeline's role
     click.echo(app.target().upload_data(source, prefix, progress=err_console.print))
 
 
@@ -174,7 +174,7 @@ def upload_data(app: App, source: Path, prefix: str | None) -> None:
 def approve(app: App, model_package_arn: str, approval: str) -> None:
     """Set a registered model version's approval status."""
     app.target().approve(model_package_arn, approval)
-    console.print(f"{model_package_arn}: {approval}")
+    console.print(f"{model_package_arn}: {approval}", soft_wrap=True)  # an ARN folded at 80 columns is no ARN
 
 
 @click.command()

@@ -153,22 +153,17 @@ def load_config(
 ) -> PipelineConfig:
     """Reads the defaults, the optional user file, the environment and `overrides` ({"project.bucket": ...})."""
     environ = os.environ if environ is None else environ
-    raw = _read_toml(DEFAULTS_FILE)
-    origins = _origins(raw, str(DEFAULTS_FILE.name))
+    defaults = _read_toml(DEFAULTS_FILE)
+    layers = [(DEFAULTS_FILE.name, defaults)]
     if config_file is not None and Path(config_file).resolve() != DEFAULTS_FILE:
         user = _read_toml(Path(config_file))
-        _check_known_keys(user, raw, str(config_file))
-        raw = _deep_merge(raw, user)
-        origins.update(_origins(user, str(config_file)))
-    target = _resolve_target(raw, overrides or {}, environ)
-    local_tables = raw.pop("local", {})
-    if target == "local":
-        for section, table in local_tables.items():
-            if isinstance(table, dict) and section in raw:
-                raw[section] = _deep_merge(raw[section], table)
-                for dotted in _origins({section: table}, ""):
-                    origins[dotted] = f"{origins.get(f'local.{dotted}', 'config')} [local.{section}]"
-    raw["local"] = {k: v for k, v in local_tables.items() if not isinstance(v, dict)}
+        _check_known_keys(user, defaults, str(config_file))
+        layers.append((str(config_file), user))
+    top_levels = {}
+    for _, layer in layers:
+        top_levels = _deep_merge(top_levels, {k: v for k, v in layer.items() if k != "local"})
+    target = _resolve_target(top_levels, overrides or {}, environ)
+    raw, origins = _layered(layers, target == "local")
     _apply_env(raw, origins, environ)
     for dotted, value in (overrides or {}).items():
         if value is not None:
@@ -178,6 +173,30 @@ def load_config(
     config = _build(raw, origins)
     _validate(config, origins)
     return dataclasses.replace(config, source=str(config_file or DEFAULTS_FILE))
+
+
+def _layered(layers: list[tuple[str, dict[str, Any]]], local: bool) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each file in turn, its [local.*] tables right after its own sections when the target is local.
+
+    So a user's `--config` file beats everything in pipeline.toml, the bundled local defaults included.
+    """
+    raw: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    local_settings: dict[str, Any] = {}
+    for where, layer in layers:
+        layer = dict(layer)
+        local_tables = layer.pop("local", {})
+        raw = _deep_merge(raw, layer)
+        origins.update(_origins(layer, where))
+        for key, value in local_tables.items():
+            if not isinstance(value, dict):
+                local_settings[key] = value
+                origins[f"local.{key}"] = where
+            elif local and key in raw:
+                raw[key] = _deep_merge(raw[key], value)
+                origins.update(_origins({key: value}, f"{where} [local.{key}]"))
+    raw["local"] = local_settings
+    return raw, origins
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -395,6 +414,9 @@ def _validate(config: PipelineConfig, origins: Mapping[str, str]) -> None:
         fail("registry.approval_status", f"approval_status must be one of {', '.join(APPROVAL_STATUSES)}")
     if not 0 <= config.evaluation.accuracy_threshold <= 1:
         fail("evaluation.accuracy_threshold", "accuracy_threshold must be between 0 and 1")
+    if config.profiler.stop_training_on:
+        fail("profiler.stop_training_on", "profiler rules take no actions in SageMaker (only Debugger rules can "
+             "stop training): leave [profiler] stop_training_on empty")
     for section in ("debugger", "profiler"):
         rules = getattr(config, section)
         for key, names in (("stop_training_on", rules.stop_training_on), ("rule_parameters", rules.rule_parameters)):

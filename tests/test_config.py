@@ -284,8 +284,8 @@ def test_rule_parameters_for_a_rule_not_listed_blame_the_file_that_names_it(tmp_
 
 
 def test_stop_training_on_a_rule_not_listed_blames_the_env_var() -> None:
-    refused("PIPELINE_PROFILER_STOP_TRAINING_ON: [profiler] stop_training_on: 'Dataloader' is configured but not in "
-            "rules", environ={"PIPELINE_PROFILER_STOP_TRAINING_ON": "Dataloader"})
+    refused("PIPELINE_DEBUGGER_STOP_TRAINING_ON: [debugger] stop_training_on: 'dataloader' is configured but not in "
+            "rules", environ={"PIPELINE_DEBUGGER_STOP_TRAINING_ON": "dataloader"})
 
 
 @pytest.mark.parametrize(
@@ -323,3 +323,19 @@ def test_invalid_toml_says_so_with_the_parser_position(tmp_path: Path) -> None:
 
 def test_config_pointing_at_pipeline_toml_itself_is_just_the_defaults() -> None:
     assert load_config(DEFAULTS_FILE, environ={}) == load_config(environ={})
+
+
+def test_a_config_file_beats_the_bundled_local_tables(tmp_path: Path) -> None:
+    # pipeline.toml's [local.evaluation] says 0.9; the user's plain [evaluation] must still win on the local target.
+    user = write_toml(tmp_path, "[evaluation]\naccuracy_threshold = 0.5\n")
+    config = load_config(user, environ={})
+    assert config.evaluation.accuracy_threshold == 0.5
+    # ...and the user's own [local.*] tables beat the user's plain sections.
+    text = "[evaluation]\naccuracy_threshold = 0.5\n[local.evaluation]\naccuracy_threshold = 0.7\n"
+    user = write_toml(tmp_path, text)
+    assert load_config(user, environ={}).evaluation.accuracy_threshold == 0.7
+
+
+def test_profiler_stop_training_on_is_refused(tmp_path: Path) -> None:
+    user = write_toml(tmp_path, '[profiler]\nstop_training_on = ["CPUBottleneck"]\n')
+    refused(f"{user}: [profiler] profiler rules take no actions in SageMaker", user)

@@ -380,8 +380,6 @@ def test_stop_training_targets_the_job_the_pipeline_really_starts(profiler_off: 
     assert not action["training_job_prefix"].startswith("image-classifier-train-")
 
 
-@pytest.mark.xfail(strict=True, reason="[profiler] stop_training_on is accepted by the config but silently ignored: "
-                   "profiler_rules() builds ProfilerRule.sagemaker(...) without any action")
 def test_profiler_stop_training_on_is_applied_or_refused(cloud_config: PipelineConfig) -> None:
     from steps.training import profiler_rules
 
