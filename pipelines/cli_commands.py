@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from pipelines.cli_app import App, UserError, console, err_console
+from pipelines.cli_report import report
 from pipelines.targets import ExecutionSummary
 
 FAILED_STATUSES = ("Failed", "Stopped")
@@ -203,7 +204,7 @@ def invoke(app: App, endpoint_name: str, files: tuple[Path, ...], as_json: bool)
 
 
 def register_commands(group: click.Group) -> None:
-    for command in (start, status, executions, schedule, upload_data, approve, invoke):
+    for command in (start, status, executions, schedule, upload_data, approve, invoke, report):
         group.add_command(command)
     from pipelines.cli_local import LOCAL_COMMANDS
 
