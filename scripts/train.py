@@ -1,0 +1,392 @@
+"""SageMaker training entry point: fine-tunes a torchvision classifier on folder-per-class images.
+
+Knows SageMaker's container contract and nothing else from this project (docs/container-contract.md): channels
+``train``/``validation`` (+ optional ``weights``), ``SM_MODEL_DIR``, ``SM_OUTPUT_DATA_DIR``, checkpoints under
+``$SAGEMAKER_BASE_DIR/checkpoints``, hyperparameters as ``--name value``. One log line per epoch feeds the
+MetricDefinitions regexes. A problem with the input (data, weights, hyperparameters) exits 2 with one clear line.
+"""
+
+# ruff: noqa: E402
+# (imports follow the OMP_WAIT_POLICY default below: libgomp reads it once, when torch loads it)
+from __future__ import annotations
+
+import os
+
+# OpenMP threads that spin while waiting burn whole cores when the machine is shared (parallel tuning jobs on a
+# few local cores): measured here, a resnet18 step took 12x longer. Sleeping waiters cost little on a dedicated host.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import checkpointing
+import debugger
+import numpy as np
+import torch
+from artifacts import format_epoch_line, model_meta, write_model_dir, write_outputs
+from data_cache import DataError, InputData, augment, cpu_count, prepare_input
+from inference import check_arch, normalize
+from modeling import (
+    ConfigError,
+    check_image_size,
+    create_model,
+    create_optimizer,
+    raise_bn_momentum,
+    warmup_cosine,
+)
+from torch import nn
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+@dataclass
+class Config:
+    """Hyperparameters (``--name value``) and paths; a path left empty comes from the SM_* environment."""
+
+    arch: str = "resnet50"
+    pretrained: bool = True
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    image_size: int = 224
+    freeze_backbone: bool = False
+    seed: int = 42
+    hflip: bool = False
+    min_crop_scale: float = 0.6  # random resized crop keeps 60-100% of the area; 1 turns cropping off
+    color_jitter: float = 0.2
+    label_smoothing: float = 0.1
+    warmup_epochs: float = 0.5
+    num_workers: int = -1  # -1 (or "auto"): one DataLoader worker per CPU when images are decoded lazily
+    cache_memory_fraction: float = 0.25
+    amp: bool = True
+    channels_last: bool = True
+    bn_momentum: float = 0.1  # a floor for BatchNorm momentum (see modeling.raise_bn_momentum); 0 keeps the arch's
+    train: str = ""
+    validation: str = ""
+    weights: str = ""
+    model_dir: str = ""
+    output_data_dir: str = ""
+    checkpoint_dir: str = ""
+
+
+# ---------------------------------------------------------------------------------------------- hyperparameters
+def peel_quotes(raw: str) -> str:
+    """Strips JSON string quoting, however deep: ``'"\\"64\\""'`` -> ``'64'``. Tuned categorical values arrive
+    JSON-encoded (once or twice, depending on the path they took); plain values pass through unchanged."""
+    value = raw.strip()
+    for _ in range(8):
+        if not (len(value) >= 2 and value[0] == value[-1] == '"'):
+            break
+        try:
+            decoded = json.loads(value)
+        except ValueError:
+            break
+        if not isinstance(decoded, str):
+            break
+        value = decoded.strip()
+    return value
+
+
+def coerce(name: str, raw: str, kind: type) -> Any:
+    """One hyperparameter value, from its command-line text, as ``kind``."""
+    text = peel_quotes(raw)
+    try:
+        if kind is bool:
+            lowered = text.lower()
+            if lowered in ("true", "1", "yes", "on", "t", "y"):
+                return True
+            if lowered in ("false", "0", "no", "off", "f", "n"):
+                return False
+            raise ValueError("expected true or false")
+        if kind is int:
+            if name == "num_workers" and text.lower() == "auto":
+                return -1
+            number = float(text)
+            if not number.is_integer():
+                raise ValueError("expected a whole number")
+            return int(number)
+        if kind is float:
+            number = float(text)
+            if not math.isfinite(number):
+                raise ValueError("expected a finite number")
+            return number
+        return text
+    except ValueError as exc:
+        raise ConfigError(f"hyperparameter {name}={raw!r}: {exc}") from exc
+
+
+def parse_hyperparameters(argv: list[str]) -> tuple[Config, list[str]]:
+    """``--name value`` / ``--name=value`` pairs into a Config; names may use ``-`` or ``_``. Unknown names are
+    returned as warnings, not errors (SageMaker adds its own ``sagemaker_*`` ones on some paths)."""
+    kinds = get_type_hints(Config)
+    config, warnings, i = Config(), [], 0
+    while i < len(argv):
+        token = argv[i]
+        if not token.startswith("--") or len(token) == 2:
+            warnings.append(f"ignoring stray argument {token!r}")
+            i += 1
+            continue
+        name, has_value, value = token[2:].partition("=")
+        name = name.replace("-", "_")
+        if not has_value:
+            next_is_value = i + 1 < len(argv) and not (argv[i + 1].startswith("--") and len(argv[i + 1]) > 2)
+            # A bare boolean flag (--hflip) means true; every other name needs a value.
+            value = argv[i + 1] if next_is_value else ("true" if kinds.get(name) is bool else "")
+            i += 1 if next_is_value else 0
+        i += 1
+        if name not in kinds:
+            warnings.append(f"ignoring unknown hyperparameter {name}={value!r}")
+            continue
+        setattr(config, name, coerce(name, value, kinds[name]))
+    return config, warnings
+
+
+def validate(config: Config) -> None:
+    config.optimizer = config.optimizer.lower()
+    if config.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"optimizer={config.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
+    positive = {"epochs": config.epochs, "batch_size": config.batch_size, "image_size": config.image_size,
+                "lr": config.lr}
+    for name, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{name} must be positive, got {value}")
+    if not 0 < config.min_crop_scale <= 1:
+        raise ConfigError(f"min_crop_scale must be in (0, 1], got {config.min_crop_scale}")
+    if not 0 <= config.label_smoothing < 1:
+        raise ConfigError(f"label_smoothing must be in [0, 1), got {config.label_smoothing}")
+    try:
+        check_arch(config.arch)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def resolve_paths(config: Config, env: dict[str, str]) -> None:
+    """Fills empty paths from SageMaker's environment; every default lives under SAGEMAKER_BASE_DIR (/opt/ml)."""
+    base = Path(env.get("SAGEMAKER_BASE_DIR", "/opt/ml"))
+    defaults = {
+        "train": env.get("SM_CHANNEL_TRAIN", str(base / "input/data/train")),
+        "validation": env.get("SM_CHANNEL_VALIDATION", str(base / "input/data/validation")),
+        "weights": env.get("SM_CHANNEL_WEIGHTS", str(base / "input/data/weights")),
+        "model_dir": env.get("SM_MODEL_DIR", str(base / "model")),
+        "output_data_dir": env.get("SM_OUTPUT_DATA_DIR", str(base / "output/data")),
+        "checkpoint_dir": str(base / "checkpoints"),
+    }
+    for name, default in defaults.items():
+        if not getattr(config, name):
+            setattr(config, name, default)
+
+
+# ---------------------------------------------------------------------------------------------- one epoch
+@dataclass
+class Runtime:
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    memory_format: torch.memory_format
+
+
+def train_epoch(model: nn.Module, data: InputData, config: Config, rt: Runtime, optimizer: torch.optim.Optimizer,
+                scheduler: torch.optim.lr_scheduler.LRScheduler, criterion: nn.Module, scaler: torch.amp.GradScaler,
+                generator: torch.Generator) -> tuple[float, float]:
+    model.train()
+    if config.freeze_backbone:  # frozen BatchNorm layers keep their running statistics
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                if not any(p.requires_grad for p in module.parameters()):
+                    module.eval()
+    # Sums stay on the device: one .item() per step would stall a GPU every step.
+    loss_sum, correct, seen = torch.zeros((), device=rt.device), torch.zeros((), device=rt.device), 0
+    for images, labels in data.train.batches(config.batch_size, generator, drop_last=True):
+        images = images.to(rt.device, non_blocking=True)
+        labels = labels.to(rt.device, non_blocking=True)
+        inputs = augment(images, config.image_size, generator, config.min_crop_scale, config.hflip,
+                         config.color_jitter)
+        inputs = normalize(inputs).contiguous(memory_format=rt.memory_format)
+        with torch.autocast(rt.device.type, dtype=rt.amp_dtype, enabled=rt.amp_dtype is not None):
+            logits = model(inputs)
+            loss = criterion(logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        loss_sum += loss.detach().float() * len(labels)
+        correct += (logits.argmax(1) == labels).sum()
+        seen += len(labels)
+    return loss_sum.item() / max(1, seen), correct.item() / max(1, seen)
+
+
+def evaluate(model: nn.Module, data: InputData, config: Config, rt: Runtime,
+             criterion: nn.Module) -> tuple[float, float]:
+    model.eval()
+    loss_sum, correct, seen = torch.zeros((), device=rt.device), torch.zeros((), device=rt.device), 0
+    with torch.inference_mode():
+        for images, labels in data.validation.batches(2 * config.batch_size, None, drop_last=False):
+            inputs = normalize(images.to(rt.device)).contiguous(memory_format=rt.memory_format)
+            labels = labels.to(rt.device)
+            with torch.autocast(rt.device.type, dtype=rt.amp_dtype, enabled=rt.amp_dtype is not None):
+                logits = model(inputs)
+            loss_sum += criterion(logits.float(), labels) * len(labels)
+            correct += (logits.argmax(1) == labels).sum()
+            seen += len(labels)
+    return loss_sum.item() / max(1, seen), correct.item() / max(1, seen)
+
+
+# ---------------------------------------------------------------------------------------------- the run
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def setup_runtime(config: Config) -> Runtime:
+    # OMP_NUM_THREADS, when set, is a deliberate share of the cores (several jobs on one machine): keep it.
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or cpu_count()))
+    gpus = int(os.environ.get("SM_NUM_GPUS", "1") or 1)
+    device = torch.device("cuda" if torch.cuda.is_available() and gpus > 0 else "cpu")
+    amp_dtype = None
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        if config.amp:
+            amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    return Runtime(device, amp_dtype, memory_format)
+
+
+def fingerprint(config: Config, classes: list[str]) -> dict[str, Any]:
+    """What must match for a checkpoint to be resumed: paths and loader settings may differ, training may not."""
+    keys = ("arch", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "image_size",
+            "freeze_backbone", "seed", "hflip", "min_crop_scale", "color_jitter", "label_smoothing", "warmup_epochs",
+            "bn_momentum")
+    return {**{k: getattr(config, k) for k in keys}, "classes": list(classes)}
+
+
+def try_resume(path: Path, fp: dict[str, Any], model, optimizer, scheduler) -> tuple[int, list[dict]]:
+    """Restores a compatible checkpoint; returns the epochs already done and their history."""
+    state, reason = checkpointing.load(path)
+    if state is None:
+        if reason != "no checkpoint":
+            log(f"checkpoint: starting over, {reason}")
+        return 0, []
+    differs = checkpointing.mismatched_keys(state.get("fingerprint", {}), fp)
+    if differs:
+        log(f"checkpoint: ignoring {path}, written with a different configuration ({', '.join(differs)})")
+        return 0, []
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    checkpointing.restore_rng_state(state["rng"])
+    done = int(state["epoch"])
+    if done >= fp["epochs"]:
+        log(f"checkpoint: {path} has all {done} epochs done; writing the model")
+    else:
+        log(f"checkpoint: resuming from {path} at epoch {done + 1}/{fp['epochs']} ({done} epochs done)")
+    return done, list(state["history"])
+
+
+def fit(config: Config, data: InputData, model: nn.Module, rt: Runtime) -> list[dict[str, Any]]:
+    """Trains the remaining epochs, logging and checkpointing each; returns the full history."""
+    optimizer = create_optimizer(config.optimizer, model, config.lr, config.weight_decay, config.momentum)
+    steps_per_epoch = max(1, len(data.train) // config.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(
+        config.epochs * steps_per_epoch, max(1, round(config.warmup_epochs * steps_per_epoch))))
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.amp_dtype == torch.float16)
+    fp, ckpt = fingerprint(config, data.classes), checkpointing.checkpoint_path(Path(config.checkpoint_dir))
+    start, history = try_resume(ckpt, fp, model, optimizer, scheduler)
+    hook, message = debugger.create_hook(model, criterion)
+    log(message)
+    generator = torch.Generator()
+    for epoch in range(start + 1, config.epochs + 1):
+        started = time.perf_counter()
+        generator.manual_seed(config.seed * 100_003 + epoch)  # each epoch's shuffle/augmentation replays on resume
+        lr = optimizer.param_groups[0]["lr"]
+        hook.train()
+        train_loss, train_acc = train_epoch(model, data, config, rt, optimizer, scheduler, criterion, scaler,
+                                            generator)
+        hook.eval()
+        val_loss, val_acc = evaluate(model, data, config, rt, criterion)
+        entry = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "validation_loss": val_loss,
+                 "validation_accuracy": val_acc, "lr": lr, "epoch_seconds": time.perf_counter() - started}
+        history.append(entry)
+        log(format_epoch_line(entry, config.epochs))
+        checkpointing.save_atomic({
+            "epoch": epoch, "fingerprint": fp, "history": history, "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "rng": checkpointing.rng_state()}, ckpt)
+    hook.close()
+    return history
+
+
+def run(config: Config) -> None:
+    rt = setup_runtime(config)
+    seed_everything(config.seed)
+    workers = cpu_count() if config.num_workers < 0 else config.num_workers
+    data, message = prepare_input(Path(config.train), Path(config.validation), config.image_size,
+                                  config.cache_memory_fraction, workers, pin_memory=rt.device.type == "cuda")
+    log(message)
+    # For the local engine's profiler rules: DataLoader worker processes vs cores (none when cached), batch size.
+    log(f"dataloader_workers={0 if data.cached else workers} cpu_count={cpu_count()} batch_size={config.batch_size} "
+        f"input={'cached' if data.cached else 'lazy'}")
+    if data.cached and rt.device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info()
+        if data.train.images.numel() + data.validation.images.numel() < 0.3 * free:
+            data.train, data.validation = data.train.to(rt.device), data.validation.to(rt.device)
+    model, message = create_model(config.arch, len(data.classes), config.pretrained, Path(config.weights),
+                                  config.freeze_backbone)
+    log(message)
+    check_image_size(model, config.arch, config.image_size)
+    raise_bn_momentum(model, config.bn_momentum)
+    model = model.to(rt.device, memory_format=rt.memory_format)
+    log(f"training {config.arch} on {rt.device} (amp {rt.amp_dtype}, {torch.get_num_threads()} threads) "
+        f"for {config.epochs} epochs, batch {config.batch_size}, {config.optimizer} lr {config.lr:g}")
+    history = fit(config, data, model, rt)
+    write_model_dir(Path(config.model_dir), model, model_meta(config.arch, config.image_size, data.classes))
+    log(f"model: {config.model_dir} (model.pth, model_meta.json, code/inference.py)")
+    log(write_outputs(Path(config.output_data_dir), history))
+
+
+def report_failure(message: str) -> None:
+    """One line on stderr, and SageMaker's failure file, which becomes the job's FailureReason."""
+    message = " ".join(message.split())
+    print(f"ERROR: {message}", file=sys.stderr, flush=True)
+    failure = Path(os.environ.get("SAGEMAKER_BASE_DIR", "/opt/ml")) / "output" / "failure"
+    try:
+        failure.parent.mkdir(parents=True, exist_ok=True)
+        failure.write_text(message + "\n")
+    except OSError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        config, warnings = parse_hyperparameters(sys.argv[1:] if argv is None else list(argv))
+        for warning in warnings:
+            log(f"WARNING: {warning}")
+        validate(config)
+        resolve_paths(config, dict(os.environ))
+        log("hyperparameters: " + json.dumps(asdict(config), sort_keys=True))
+        run(config)
+    except (ConfigError, DataError) as exc:
+        report_failure(str(exc))
+        return 2
+    except Exception as exc:  # a bug, not bad input: keep the traceback, but still name it in the failure reason
+        report_failure(f"{type(exc).__name__}: {exc}")
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
