@@ -1,0 +1,182 @@
+"""The whole pipeline on the local target, through the real CLI: upsert, start, inspect, invoke, approve, re-deploy,
+delete. One workspace for the module, one full run shared by the tests; they run in file order (later ones change
+what earlier ones look at: a second run, an approval, a deleted endpoint)."""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+
+PIPELINE_ARN = "arn:aws:sagemaker:us-east-1:000000000000:pipeline/image-classifier"
+ENDPOINT = "image-classifier"
+HAPPY_STEPS = ("PrepareData", "TuneHyperparameters", "TrainModel", "EvaluateModel", "CheckAccuracy",
+               "ImageClassifier-RegisterModel", "ServingModel-CreateModel", "EndpointConfig", "Endpoint")
+RUN_TIMEOUT_S = 300  # a whole run at the tiny settings takes well under a minute on 2 idle cores
+
+
+def steps_by_name(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {step["name"]: step for step in summary["steps"]}
+
+
+def class_names(data_dir: Path) -> set[str]:
+    return {p.name for p in data_dir.iterdir() if p.is_dir()}
+
+
+class Deployed:
+    """What the module's first run left: its CLI, the upsert output and the `start --json` summary."""
+
+    def __init__(self, cli: Any, data: Path, upsert_out: str, started: dict[str, Any]) -> None:
+        self.cli, self.data, self.upsert_out, self.started = cli, data, upsert_out, started
+
+    @property
+    def execution_arn(self) -> str:
+        return self.started["arn"]
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory, make_cli, digits_input: Path):
+    cli = make_cli(tmp_path_factory.mktemp("pipeline") / "ws")
+    try:
+        upsert_out = cli.run("upsert").stdout
+        started = cli.json("start", "--wait", "--json", "--param", f"InputDataUrl={digits_input}",
+                           timeout=RUN_TIMEOUT_S)
+        yield Deployed(cli, digits_input, upsert_out, started)
+    finally:
+        cli.shut_down()
+
+
+def port_accepts(url: str) -> bool:
+    parsed = urlparse(url)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(2)
+        return sock.connect_ex((parsed.hostname, parsed.port)) == 0
+
+
+def test_upsert_prints_the_local_pipeline_arn(deployed):
+    assert deployed.upsert_out.strip().splitlines()[-1] == PIPELINE_ARN
+
+
+def test_start_wait_json_reports_the_execution_and_every_step_succeeded(deployed):
+    summary = deployed.started
+    assert summary["status"] == "Succeeded", summary.get("failure_reason")
+    assert summary["failure_reason"] is None
+    assert re.fullmatch(rf"{re.escape(PIPELINE_ARN)}/execution/[a-z0-9]+", summary["arn"])
+    steps = steps_by_name(summary)
+    assert set(steps) == set(HAPPY_STEPS)  # and no AccuracyTooLow: the gate passed
+    assert {name: steps[name]["status"] for name in HAPPY_STEPS} == dict.fromkeys(HAPPY_STEPS, "Succeeded")
+    assert summary["parameters"]["InputDataUrl"] == str(deployed.data)
+    assert summary["parameters"]["ImageSize"] == 16 and summary["parameters"]["AccuracyThreshold"] == 0.0
+    assert steps["CheckAccuracy"]["details"] == {"Outcome": True}
+    best = steps["TuneHyperparameters"]["details"]["BestTrainingJob"]
+    assert set(best["TunedHyperParameters"]) == {"lr", "batch_size", "epochs"}
+    assert 0 <= steps["TrainModel"]["details"]["Metrics"]["validation:accuracy"] <= 1
+
+
+def test_status_json_of_the_latest_execution_agrees_with_start(deployed):
+    status = deployed.cli.json("status", "--json")
+    started = deployed.started
+    assert (status["arn"], status["status"]) == (started["arn"], "Succeeded")
+    assert [(s["name"], s["status"]) for s in status["steps"]] == [(s["name"], s["status"]) for s in started["steps"]]
+    by_arn = deployed.cli.json("status", started["arn"], "--json")
+    assert by_arn["arn"] == started["arn"] and by_arn["status"] == "Succeeded"
+
+
+def test_executions_json_lists_the_execution_as_succeeded(deployed):
+    rows = deployed.cli.json("executions", "--json")
+    assert [(row["arn"], row["status"]) for row in rows] == [(deployed.execution_arn, "Succeeded")]
+    table = deployed.cli.run("executions").stdout
+    assert deployed.execution_arn.rsplit("/", 1)[-1] in table and "Succeeded" in table
+
+
+def test_models_json_shows_one_pending_version_with_its_test_accuracy(deployed):
+    models = deployed.cli.json("models", "--json")
+    assert len(models) == 1, models
+    model = models[0]
+    registered = steps_by_name(deployed.started)["ImageClassifier-RegisterModel"]["details"]
+    assert model["arn"] == registered["ModelPackageArn"]
+    assert model["approval"] == "PendingManualApproval" == registered["ModelApprovalStatus"]
+    assert isinstance(model["accuracy"], float) and 0 <= model["accuracy"] <= 1
+
+
+def test_endpoints_json_shows_the_endpoint_in_service_on_loopback(deployed):
+    endpoints = deployed.cli.live_endpoints()
+    assert [e["name"] for e in endpoints] == [ENDPOINT]
+    endpoint = endpoints[0]
+    assert endpoint["status"] == "InService"
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+", endpoint["url"]), endpoint["url"]
+    assert steps_by_name(deployed.started)["Endpoint"]["details"]["Url"] == endpoint["url"]
+    assert port_accepts(endpoint["url"])
+
+
+def test_invoke_with_a_digit_png_prints_a_class_name(deployed):
+    image = sorted((deployed.data / "3-three").glob("*.png"))[0]
+    out = deployed.cli.run("invoke", "--endpoint", ENDPOINT, str(image)).stdout
+    labels = re.findall(r"^\s+(\S+)\s+([01]\.\d{3})$", out, flags=re.MULTILINE)
+    assert labels, out
+    assert {label for label, _ in labels} <= class_names(deployed.data)
+
+
+def test_invoke_json_with_a_text_file_exits_2_with_the_handlers_400_message(deployed, tmp_path):
+    text_file = tmp_path / "not-an-image.txt"
+    text_file.write_text("hello, I am not a picture\n")
+    result = deployed.cli.run("invoke", "--json", "--endpoint", ENDPOINT, str(text_file), expect_rc=2)
+    message = " ".join(result.stderr.split())
+    assert f"endpoint {ENDPOINT} answered HTTP 400 for {text_file}" in message, result.stderr
+    assert "cannot decode image" in message, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout.strip() == ""
+
+
+def test_logs_of_train_model_print_the_training_log_lines(deployed):
+    out = deployed.cli.run("logs", "TrainModel").stdout
+    job = steps_by_name(deployed.started)["TrainModel"]["details"]["TrainingJobName"]
+    assert job in out
+    assert re.search(r"^epoch=1/\d+ train_loss=", out, flags=re.MULTILINE), out[-2000:]
+    unknown = deployed.cli.run("logs", "NoSuchStep", expect_rc=2)
+    assert "has no step 'NoSuchStep'" in unknown.stderr
+
+
+def test_approve_with_status_approved_changes_what_models_shows(deployed):
+    arn = deployed.cli.json("models", "--json")[0]["arn"]
+    out = deployed.cli.run("approve", arn, "--status", "Approved").stdout
+    assert f"{arn}: Approved" in out
+    assert [(m["arn"], m["approval"]) for m in deployed.cli.json("models", "--json")] == [(arn, "Approved")]
+
+
+def test_second_start_into_the_same_workspace_updates_the_existing_endpoint(deployed):
+    before = deployed.cli.live_endpoints()[0]
+    second = deployed.cli.json("start", "--wait", "--json", "--param", f"InputDataUrl=file://{deployed.data}",
+                               "--param", "MaxTuningJobs=1", "--param", "MaxParallelTuningJobs=1",
+                               timeout=RUN_TIMEOUT_S)
+    assert second["status"] == "Succeeded", second.get("failure_reason")
+    assert second["arn"] != deployed.execution_arn
+    steps = steps_by_name(second)
+    assert {name: steps[name]["status"] for name in HAPPY_STEPS} == dict.fromkeys(HAPPY_STEPS, "Succeeded")
+    execution_id = second["arn"].rsplit("/", 1)[-1]
+    assert steps["EndpointConfig"]["details"]["EndpointConfigName"] == f"{ENDPOINT}-{execution_id}"
+    assert steps["Endpoint"]["details"]["EndpointConfigName"] == f"{ENDPOINT}-{execution_id}"
+    assert steps["Endpoint"]["details"]["EndpointStatus"] == "InService"
+    after = deployed.cli.live_endpoints()
+    assert [e["name"] for e in after] == [ENDPOINT]
+    assert after[0]["status"] == "InService" and after[0]["config"] == f"{ENDPOINT}-{execution_id}"
+    assert after[0]["url"] == before["url"], "a re-deploy keeps the endpoint's address"
+    assert after[0]["pid"] != before["pid"] and after[0]["created"] == before["created"]
+    seven = next((deployed.data / "7-seven").glob("*.png"))
+    out = deployed.cli.run("invoke", "--endpoint", ENDPOINT, str(seven)).stdout
+    assert any(name in out for name in class_names(deployed.data)), out
+    assert len(deployed.cli.json("models", "--json")) == 2  # each run registers a version
+
+
+def test_delete_endpoint_stops_it_and_closes_its_port(deployed):
+    url = deployed.cli.live_endpoints()[0]["url"]
+    out = deployed.cli.run("delete-endpoint", ENDPOINT).stdout
+    assert f"deleted endpoint {ENDPOINT}" in out
+    assert [e for e in deployed.cli.live_endpoints() if e["name"] == ENDPOINT and e["status"] == "InService"] == []
+    assert not port_accepts(url), f"{url} still accepts connections after delete-endpoint"
+    gone = deployed.cli.run("invoke", "--endpoint", ENDPOINT, str(next(deployed.data.glob("*/*.png"))), expect_rc=2)
+    assert f"no local endpoint '{ENDPOINT}'" in gone.stderr
