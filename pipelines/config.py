@@ -24,6 +24,18 @@ RANGE_SCALINGS = ("Auto", "Linear", "Logarithmic", "ReverseLogarithmic")
 APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
 
 
+# The local target's identity: the local engine checks requests against botocore's shapes, which need an ARN there.
+LOCAL_ROLE_ARN = "arn:aws:iam::000000000000:role/LocalPipelineExecution"
+LOCAL_BUCKET = "local-pipeline"
+
+
+def bucket_and_role(config: PipelineConfig) -> tuple[str, str]:
+    """The bucket and role the definition uses; the local target has its own."""
+    if config.project.target == "local":
+        return config.project.bucket or LOCAL_BUCKET, config.project.role_arn or LOCAL_ROLE_ARN
+    return config.project.bucket, config.project.role_arn
+
+
 class ConfigError(Exception):
     """A configuration value is missing, unknown or of the wrong type; the message names it and its origin."""
 
@@ -115,6 +127,13 @@ class RulesConfig:
 
 
 @dataclass(frozen=True)
+class DebuggerConfig(RulesConfig):
+    # Steps between saves of the tensors the Debugger rules read (gradients, ReLU activations); losses, labels and
+    # predictions are saved every step (steps/training.py `rule_collections`).
+    save_interval: int
+
+
+@dataclass(frozen=True)
 class LocalConfig:
     workspace: str
 
@@ -128,7 +147,7 @@ class PipelineConfig:
     tuning: TuningConfig
     evaluation: EvaluationConfig
     registry: RegistryConfig
-    debugger: RulesConfig
+    debugger: DebuggerConfig
     profiler: RulesConfig
     local: LocalConfig
     source: str = str(DEFAULTS_FILE)
@@ -414,6 +433,8 @@ def _validate(config: PipelineConfig, origins: Mapping[str, str]) -> None:
         fail("registry.approval_status", f"approval_status must be one of {', '.join(APPROVAL_STATUSES)}")
     if not 0 <= config.evaluation.accuracy_threshold <= 1:
         fail("evaluation.accuracy_threshold", "accuracy_threshold must be between 0 and 1")
+    if config.debugger.save_interval < 1:
+        fail("debugger.save_interval", f"save_interval must be at least 1, got {config.debugger.save_interval}")
     if config.profiler.stop_training_on:
         fail("profiler.stop_training_on", "profiler rules take no actions in SageMaker (only Debugger rules can "
              "stop training): leave [profiler] stop_training_on empty")

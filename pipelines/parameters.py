@@ -9,42 +9,37 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sagemaker.workflow.parameters import (
-    Parameter,
-    ParameterFloat,
-    ParameterInteger,
-    ParameterString,
-)
+from pipelines.config import APPROVAL_STATUSES, PipelineConfig, bucket_and_role
 
-from pipelines.config import APPROVAL_STATUSES, PipelineConfig
-from pipelines.session import bucket_and_role
+# The SDK is imported only to build Parameter objects: `start --param` checks values without paying for it.
+STRING, INTEGER, FLOAT = "String", "Integer", "Float"
 
 
 @dataclass(frozen=True)
 class ParameterSpec:
     name: str
-    kind: type[Parameter]
+    kind: str  # the definition's parameter Type
     description: str
     enum_values: tuple[str, ...] = ()
 
 
 PARAMETER_SPECS: tuple[ParameterSpec, ...] = (
     ParameterSpec(
-        "InputDataUrl", ParameterString, "S3 URI of the image dataset (folder per class, pre-split, or an archive)"
+        "InputDataUrl", STRING, "S3 URI of the image dataset (folder per class, pre-split, or an archive)"
     ),
-    ParameterSpec("ProcessingInstanceType", ParameterString, "instance type of the PrepareData and EvaluateModel jobs"),
-    ParameterSpec("TrainingInstanceType", ParameterString, "instance type of the tuning jobs and TrainModel"),
-    ParameterSpec("InferenceInstanceType", ParameterString, "instance type of the endpoint"),
-    ParameterSpec("InferenceInstanceCount", ParameterInteger, "number of endpoint instances"),
-    ParameterSpec("MaxTuningJobs", ParameterInteger, "training jobs the tuner may launch in total"),
-    ParameterSpec("MaxParallelTuningJobs", ParameterInteger, "training jobs the tuner runs at once"),
-    ParameterSpec("AccuracyThreshold", ParameterFloat, "test accuracy the model needs to be registered and deployed"),
+    ParameterSpec("ProcessingInstanceType", STRING, "instance type of the PrepareData and EvaluateModel jobs"),
+    ParameterSpec("TrainingInstanceType", STRING, "instance type of the tuning jobs and TrainModel"),
+    ParameterSpec("InferenceInstanceType", STRING, "instance type of the endpoint"),
+    ParameterSpec("InferenceInstanceCount", INTEGER, "number of endpoint instances"),
+    ParameterSpec("MaxTuningJobs", INTEGER, "training jobs the tuner may launch in total"),
+    ParameterSpec("MaxParallelTuningJobs", INTEGER, "training jobs the tuner runs at once"),
+    ParameterSpec("AccuracyThreshold", FLOAT, "test accuracy the model needs to be registered and deployed"),
     ParameterSpec(
-        "ModelApprovalStatus", ParameterString, "approval status of the registered model package", APPROVAL_STATUSES
+        "ModelApprovalStatus", STRING, "approval status of the registered model package", APPROVAL_STATUSES
     ),
-    ParameterSpec("EndpointName", ParameterString, "endpoint created, or updated, with the new model"),
-    ParameterSpec("Arch", ParameterString, "torchvision architecture to fine-tune"),
-    ParameterSpec("ImageSize", ParameterInteger, "side of the square images the network sees (px)"),
+    ParameterSpec("EndpointName", STRING, "endpoint created, or updated, with the new model"),
+    ParameterSpec("Arch", STRING, "torchvision architecture to fine-tune"),
+    ParameterSpec("ImageSize", INTEGER, "side of the square images the network sees (px)"),
 )
 
 
@@ -52,12 +47,12 @@ PARAMETER_SPECS: tuple[ParameterSpec, ...] = (
 class PipelineParameters:
     """The Parameter objects one definition is built from."""
 
-    by_name: dict[str, Parameter]
+    by_name: dict[str, Any]  # name -> sagemaker.workflow.parameters.Parameter
 
-    def __getitem__(self, name: str) -> Parameter:
+    def __getitem__(self, name: str) -> Any:
         return self.by_name[name]
 
-    def as_list(self) -> list[Parameter]:
+    def as_list(self) -> list[Any]:
         return list(self.by_name.values())
 
 
@@ -89,13 +84,16 @@ def parameter_defaults(config: PipelineConfig) -> dict[str, Any]:
 
 
 def build_parameters(config: PipelineConfig) -> PipelineParameters:
+    from sagemaker.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
+
+    classes = {STRING: ParameterString, INTEGER: ParameterInteger, FLOAT: ParameterFloat}
     defaults = parameter_defaults(config)
-    by_name: dict[str, Parameter] = {}
+    by_name: dict[str, Any] = {}
     for spec in PARAMETER_SPECS:
         if spec.enum_values:
             by_name[spec.name] = ParameterString(spec.name, defaults[spec.name], enum_values=list(spec.enum_values))
         else:
-            by_name[spec.name] = spec.kind(name=spec.name, default_value=defaults[spec.name])
+            by_name[spec.name] = classes[spec.kind](name=spec.name, default_value=defaults[spec.name])
     return PipelineParameters(by_name)
 
 
@@ -120,12 +118,12 @@ def parse_parameter_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, A
 
 
 def _typed(spec: ParameterSpec, value: str) -> Any:
-    if spec.kind is ParameterInteger:
+    if spec.kind == INTEGER:
         try:
             return int(value)
         except ValueError:
             raise ParameterError(f"parameter {spec.name} takes a whole number, got {value!r}") from None
-    if spec.kind is ParameterFloat:
+    if spec.kind == FLOAT:
         try:
             return float(value)
         except ValueError:

@@ -12,12 +12,8 @@ import sagemaker.telemetry.telemetry_logging as sdk_telemetry
 import sagemaker.utils as sdk_utils
 from sagemaker.workflow.pipeline_context import PipelineSession
 
-from pipelines.config import PipelineConfig
+from pipelines.config import LOCAL_BUCKET, LOCAL_ROLE_ARN, PipelineConfig, bucket_and_role  # noqa: F401
 from pipelines.s3_bridge import S3Bridge
-
-# The local target's identity: the local engine checks requests against botocore's shapes, which need an ARN there.
-LOCAL_ROLE_ARN = "arn:aws:iam::000000000000:role/LocalPipelineExecution"
-LOCAL_BUCKET = "local-pipeline"
 
 
 def _no_telemetry(*args: object, **kwargs: object) -> None:
@@ -38,13 +34,6 @@ class Uploads(Enum):
     AWS = "aws"  # real S3 (upsert on the sagemaker target)
     DISCARD = "discard"  # nowhere: `definition`/`validate` need only the URIs
     WORKSPACE = "workspace"  # the local target's folder-backed S3
-
-
-def bucket_and_role(config: PipelineConfig) -> tuple[str, str]:
-    """The bucket and role the definition uses; the local target has its own."""
-    if config.project.target == "local":
-        return config.project.bucket or LOCAL_BUCKET, config.project.role_arn or LOCAL_ROLE_ARN
-    return config.project.bucket, config.project.role_arn
 
 
 def build_pipeline_session(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from sagemaker.debugger import DebuggerHookConfig, ProfilerConfig, ProfilerRule, Rule, rule_configs
+from sagemaker.debugger import CollectionConfig, DebuggerHookConfig, ProfilerConfig, ProfilerRule, Rule, rule_configs
 from sagemaker.workflow.pipeline_context import PipelineSession
 from sagemaker.workflow.steps import CacheConfig, ProcessingStep, TrainingStep, TuningStep
 from smdebug_rulesconfig.debugger_rules import builtin_rules
@@ -18,6 +18,13 @@ from steps.estimator import build_estimator, static_hyperparameters
 from steps.tuning import training_channels
 
 STEP_NAME = "TrainModel"
+# What rules read beyond the collections their configurations declare (smdebug_rulesconfig leaves these to the
+# training script): Overfit/Overtraining compare TRAIN and EVAL losses, PoorWeightInitialization also reads gradients
+# and the loss, ClassImbalance labels and predictions (which scripts/debugger.py saves).
+EXTRA_COLLECTIONS = {"overfit": ("losses",), "overtraining": ("losses",),
+                     "poor_weight_initialization": ("gradients", "losses"),
+                     "class_imbalance": ("labels", "predictions")}
+EVERY_STEP = ("losses", "labels", "predictions")  # a scalar or one integer a sample: saved every step
 SYSTEM_MONITOR_INTERVAL_MS = 500
 
 
@@ -52,14 +59,29 @@ def debugger_rules(config: PipelineConfig) -> list[Rule]:
     rules = config.debugger
     if not rules.enabled:
         return []
-    return [
-        Rule.sagemaker(
-            _rule_factory(name, "debugger")(),
+    built = []
+    for name in rules.rules:
+        base = _rule_factory(name, "debugger")()
+        built.append(Rule.sagemaker(
+            base,
             rule_parameters=dict(rules.rule_parameters.get(name, {})) or None,
+            collections_to_save=rule_collections(name, base, rules.save_interval),
             actions=_stop_training(name, rules),
-        )
-        for name in rules.rules
-    ]
+        ))
+    return built
+
+
+def rule_collections(name: str, base: dict[str, Any], save_interval: int) -> list[CollectionConfig]:
+    """The collections rule `name` reads, saved every `save_interval` steps ([debugger] save_interval; AWS's
+    rule configs say 500) or every step for the small ones. Equal configs of several rules become one in the
+    DebugHookConfig (the SDK keeps a set)."""
+    declared = {c["CollectionName"]: dict(c.get("CollectionParameters") or {})
+                for c in base.get("CollectionConfigurations", [])}
+    for collection in EXTRA_COLLECTIONS.get(name, ()):
+        declared.setdefault(collection, {"include_regex": f".*{collection}"} if collection in EVERY_STEP[1:] else {})
+    return [CollectionConfig(collection, {**parameters, "save_interval": str(1 if collection in EVERY_STEP
+                                                                               else save_interval)})
+            for collection, parameters in declared.items()]
 
 
 def profiler_rules(config: PipelineConfig) -> list[ProfilerRule]:
@@ -95,8 +117,8 @@ def _number_or_text(value: str) -> Any:
 def debugging_arguments(config: PipelineConfig) -> dict[str, Any]:
     """Estimator arguments for Debugger and Profiler, each switchable off in the config.
 
-    No collections are declared here: each rule adds the ones it reads, and redeclaring `losses` or `gradients`
-    makes the SDK emit them twice.
+    No collections are declared here: each rule brings the ones it reads (`rule_collections`), and redeclaring
+    `losses` or `gradients` with other parameters makes the SDK emit them twice.
     """
     bucket, _ = bucket_and_role(config)
     prefix = f"s3://{bucket}/{config.project.pipeline_name}"

@@ -41,7 +41,6 @@ PROFILER_RULES = ["ProfilerReport", "LowGPUUtilization", "CPUBottleneck", "IOBot
 ACCURACY = {"Std:JsonGet": {"PropertyFile": {"Get": f"Steps.EvaluateModel.PropertyFiles.{PROPERTY_FILE_NAME}"},
                             "Path": ACCURACY_JSON_PATH}}
 THRESHOLD = {"Get": "Parameters.AccuracyThreshold"}
-PARAMETER_TYPES = {"ParameterString": "String", "ParameterInteger": "Integer", "ParameterFloat": "Float"}
 pytestmark = pytest.mark.filterwarnings("ignore:Running within a PipelineSession")
 
 
@@ -193,7 +192,7 @@ def test_every_parameter_has_the_configured_default(either: Built) -> None:
     assert [p["Name"] for p in parameters] == [spec.name for spec in PARAMETER_SPECS]
     defaults = parameter_defaults(either.config)
     for spec, parameter in zip(PARAMETER_SPECS, parameters, strict=True):
-        assert parameter["Type"] == PARAMETER_TYPES[spec.kind.__name__], spec.name
+        assert parameter["Type"] == spec.kind, spec.name
         assert parameter.get("DefaultValue") is not None, f"{spec.name} has no default: schedules would fail"
         assert parameter["DefaultValue"] == defaults[spec.name]
     status = next(p for p in parameters if p["Name"] == "ModelApprovalStatus")

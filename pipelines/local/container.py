@@ -22,6 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -228,12 +229,15 @@ class JobProcess:
 
     def __init__(self, argv: Sequence[str], *, job_dir: Path, cwd: Path, env: Mapping[str, str], cpu_budget: int,
                  max_runtime_s: float | None, cancelled: threading.Event, log: Callable[[str], None],
-                 on_line: Callable[[str], None] | None = None, failure_file: Path | None = None) -> None:
+                 on_line: Callable[[str], None] | None = None, failure_file: Path | None = None,
+                 monitor: Callable[[int], AbstractContextManager[Any]] | None = None) -> None:
         self.argv = [sys.executable if i == 0 and arg in ("python", "python3") else arg for i, arg in enumerate(argv)]
         self.job_dir, self.cwd, self.job_env = job_dir, cwd, dict(env)
         self.cpu_budget, self.max_runtime_s = max(1, int(cpu_budget)), max_runtime_s
         self.cancelled, self.callbacks = cancelled, [cb for cb in (on_line, log) if cb is not None]
         self.failure_file = failure_file
+        # Watches the job's process (given its pid) while it runs: the profiler's sampler (pipelines/local/profiling).
+        self.monitor = monitor
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
         self.log_path = job_dir / "job.log"
 
@@ -261,7 +265,9 @@ class JobProcess:
             _pin(process.pid, cores)
             pump = threading.Thread(target=self._pump, args=(process.stdout, log_file), daemon=True)
             pump.start()
-            outcome = self._wait(process)
+            # The monitor starts after pinning (it sees the job's cores) and stops once the job has ended.
+            with self.monitor(process.pid) if self.monitor else contextlib.nullcontext():
+                outcome = self._wait(process)
             _signal_group(process, signal.SIGKILL)  # like a container's end: no orphan outlives the job
             pump.join(timeout=10)
         self._raise_for(outcome, process.returncode)

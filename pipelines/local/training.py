@@ -33,6 +33,8 @@ from pipelines.local.container import (
     workspace_path,
 )
 from pipelines.local.container import job_name as new_job_name
+from pipelines.local.debugging import JobRules
+from pipelines.local.profiling import JobProfiler
 from pipelines.local.step_api import StepFailed, StepRun
 from pipelines.local.workspace import Workspace
 
@@ -112,14 +114,21 @@ class Phases:
     def __init__(self, on_progress: Callable[[dict[str, Any]], None]) -> None:
         self.transitions: list[dict[str, str]] = []
         self._on_progress = on_progress
+        self.extra: dict[str, Any] = {}  # published with every update (Debugger rule statuses)
 
     def enter(self, status: str, message: str) -> None:
         now = utc_now()
         if self.transitions:
             self.transitions[-1]["EndTime"] = now
         self.transitions.append({"Status": status, "StartTime": now, "StatusMessage": message})
+        self.note()
+
+    def note(self, **values: Any) -> None:
+        self.extra.update(values)
+        current = self.transitions[-1] if self.transitions else {}
         with contextlib.suppress(Exception):  # the progress view is best effort
-            self._on_progress({"SecondaryStatus": status, "StatusMessage": message})
+            self._on_progress({**self.extra, "SecondaryStatus": current.get("Status"),
+                               "StatusMessage": current.get("StatusMessage")})
 
 
 # ---------------------------------------------------------------------------------------------- one training job
@@ -145,19 +154,36 @@ class TrainingJob:
         note_instance_count(self.run_, (self.request.get("ResourceConfig") or {}).get("InstanceCount"))
         self.phases.enter("Starting", "Preparing the instances for training")
         self.layout.create()
+        # Debugger rules (pipelines/local/debugging): evaluated while the job runs and after it; a rule's StopTraining
+        # action stops the job as the executor's cancel does. Rules never fail the job by themselves.
+        rules = JobRules(self.request, self.name, self.region, self.tensors_dir, self.workspace, self.run_.cancelled)
         try:
             self._prepare()
             self.phases.enter("Training", "Training image download completed. Training in progress.")
-            self._process().run()
+            # Profiler (pipelines/local/profiling): samples the job while it runs, evaluates the request's profiler
+            # rules after; it never fails the job (a broken sampler makes the rules report Error).
+            profiler = JobProfiler(self.request, self.workspace, self.name, self.layout.job_dir, self.region)
+            process = self._process()
+            process.monitor = profiler.watch
+            process.cancelled = rules.signal
+            with rules.watching(lambda statuses: self.phases.note(DebugRuleEvaluationStatuses=statuses)):
+                process.run()
             self.phases.enter("Uploading", "Uploading generated training model")
             artifacts = self._upload_results()
         except OSError as exc:  # a full disk or an unreadable input: the service's words for it
             raise StepFailed(f"InternalServerError: {type(exc).__name__}: {exc}") from exc
+        except StepFailed as exc:
+            raise rules.failure(exc) from None  # stopped by a rule's StopTraining action: the reason names it
         finally:
             self._sync_side_outputs()
             (self.layout.job_dir / "metrics.json").write_text(json.dumps(self.metrics.to_json(), indent=2) + "\n")
+            if rules.stopped_by_rule:
+                self.phases.enter("Stopped", "Training job stopped by a Debugger rule's StopTraining action")
+            rule_properties = rules.finish()
+            self.phases.note(**rule_properties)  # a failed step keeps its last published properties
         self.phases.enter("Completed", "Training job completed")
-        return self._describe(created, time.monotonic() - started, artifacts)
+        return {**self._describe(created, time.monotonic() - started, artifacts), **profiler.properties(),
+                **rule_properties}
 
     def _check_supported(self) -> None:
         if "sagemaker_program" not in self.framework_hps or "sagemaker_submit_directory" not in self.framework_hps:
@@ -245,8 +271,7 @@ class TrainingJob:
         return f"{self.request['DebugHookConfig']['S3OutputPath'].rstrip('/')}/{self.name}/debug-output"
 
     def _describe(self, created: str, seconds: float, artifacts: str) -> dict[str, Any]:
-        """DescribeTrainingJobResponse: the request echoed plus what the job produced (no rule statuses: the
-        rules are not evaluated here)."""
+        """DescribeTrainingJobResponse: the request echoed plus what the job produced (rule statuses: run())."""
         ended = utc_now()
         described = {key: value for key, value in self.request.items() if key not in ("Tags", "TrainingJobName")}
         described.update({
