@@ -71,7 +71,10 @@ def _detail_text(details: dict[str, Any]) -> str:
         rules = details.get(label)
         if isinstance(rules, dict):
             found = [name for name, status in rules.items() if status == "IssuesFound"]
-            parts.append(f"{label}: {len(rules) - len(found)} ok" + (f", issues: {', '.join(found)}" if found else ""))
+            errors = [name for name, status in rules.items() if status == "Error"]
+            quiet = sum(1 for status in rules.values() if status == "NoIssuesFound")
+            parts.append(f"{label}: {quiet} no issues" + (f", issues: {', '.join(found)}" if found else "")
+                         + (f", could not evaluate: {', '.join(errors)}" if errors else ""))
     if "Outcome" in details:
         parts.append(f"outcome: {str(details['Outcome']).lower()}")
     if "ModelPackageArn" in details:
@@ -83,6 +86,12 @@ def _detail_text(details: dict[str, Any]) -> str:
 
 def print_execution(console: Console, summary: ExecutionSummary) -> None:
     console.print(execution_table(summary))
+    for step in summary.steps or []:
+        for label in ("DebuggerRulesDetails", "ProfilerRulesDetails"):
+            for rule, detail in (step.details.get(label) or {}).items():
+                status = (step.details.get(label.removesuffix("Details")) or {}).get(rule, "")
+                console.print(f"[yellow]{step.name} {rule} {status}:[/yellow] ", end="")
+                console.print(detail, markup=False, highlight=False)
     if summary.failure_reason:
         console.print(f"[red]failure reason:[/red] {summary.failure_reason}")
 

@@ -296,6 +296,11 @@ def step_details(step: StepRecord) -> dict[str, Any]:
         rules = {r.get("RuleConfigurationName"): r.get("RuleEvaluationStatus") for r in properties.get(key, [])}
         if rules:
             details[label] = rules
+        # What a rule saw matters most when it found something (or could not judge): keep those details.
+        findings = {r.get("RuleConfigurationName"): r.get("StatusDetails", "") for r in properties.get(key, [])
+                    if r.get("RuleEvaluationStatus") not in ("NoIssuesFound", "InProgress")}
+        if findings:
+            details[f"{label}Details"] = findings
     best = properties.get("BestTrainingJob")
     if isinstance(best, dict):
         details["BestTrainingJob"] = {k: best[k] for k in ("TrainingJobName", "TunedHyperParameters",
