@@ -7,6 +7,7 @@ upscaled to PNG files in the folder-per-class layout every image pipeline expect
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -30,19 +31,32 @@ def digit_to_image(pixels: np.ndarray, side: int = DEFAULT_IMAGE_SIDE) -> Image.
     return Image.fromarray(gray, mode="L").resize((side, side), Image.Resampling.BICUBIC)
 
 
+def load_digit_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """``load_digits()``'s images ``[n, 8, 8]`` and targets, read straight from the CSV scikit-learn ships: importing
+    scikit-learn took 1.5 s of a first local ``start`` (benchmarks/engine.py). ``load_digits`` where the file is not
+    where it has always been."""
+    spec = importlib.util.find_spec("sklearn")  # finds the package without importing it
+    csv = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec and spec.origin else None
+    if csv is not None and csv.is_file():
+        data = np.loadtxt(csv, delimiter=",")
+        return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(int)
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return digits.images, digits.target
+
+
 def write_sample_dataset(out_dir: Path, side: int = DEFAULT_IMAGE_SIDE, limit_per_class: int | None = None) -> Path:
     """Writes the digits as ``out_dir/<n-name>/<index>.png`` and returns ``out_dir``.
 
     Idempotent: a complete dataset already there is left as it is.
     """
-    from sklearn.datasets import load_digits
-
     out_dir = Path(out_dir)
     if (out_dir / COMPLETE_MARKER).exists():
         return out_dir
-    digits = load_digits()
+    images, targets = load_digit_arrays()
     written: dict[int, int] = {}
-    for index, (pixels, target) in enumerate(zip(digits.images, digits.target, strict=True)):
+    for index, (pixels, target) in enumerate(zip(images, targets, strict=True)):
         digit = int(target)
         if limit_per_class is not None and written.get(digit, 0) >= limit_per_class:
             continue

@@ -311,6 +311,25 @@ def predict_fn(data: dict | torch.Tensor, model: LoadedModel) -> list[list[tuple
     ]
 
 
+def predict_batch_fn(batch: list[dict], model: LoadedModel) -> list[list[list[tuple[str, float]]]]:
+    """Several requests' ``input_fn`` results through one forward pass; one ``predict_fn`` result per request.
+
+    Not a SageMaker handler (its container never calls it): the local endpoint batches the requests that queue up
+    while the model is busy (pipelines/local/inference_thread.py). Same answers as one ``predict_fn`` each: eval-mode
+    layers treat every image on its own, and each request keeps its own top_k.
+    """
+    images = [item["images"] if item["images"].dim() == 4 else item["images"].unsqueeze(0) for item in batch]
+    top_ks = [item.get("top_k", DEFAULT_TOP_K) for item in batch]
+    stacked, rows = torch.cat(images), []
+    for start in range(0, len(stacked), MAX_BATCH_IMAGES):  # bounds one forward pass's memory
+        rows += predict_fn({"images": stacked[start : start + MAX_BATCH_IMAGES], "top_k": max(top_ks)}, model)
+    results, offset = [], 0
+    for chunk, top_k in zip(images, top_ks, strict=True):
+        results.append([row[:top_k] for row in rows[offset : offset + len(chunk)]])
+        offset += len(chunk)
+    return results
+
+
 def accepts_json(accept: str | None) -> bool:
     """True for a missing Accept, ``*/*``, ``application/*`` or ``application/json`` anywhere in the list."""
     if not accept or not accept.strip():

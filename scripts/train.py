@@ -68,7 +68,7 @@ class Config:
     num_workers: int = -1  # -1 (or "auto"): one DataLoader worker per CPU when images are decoded lazily
     cache_memory_fraction: float = 0.25
     amp: bool = True
-    channels_last: bool = True
+    channels_last: bool = True  # on a GPU; on CPU it measured slower (see setup_runtime)
     bn_momentum: float = 0.1  # a floor for BatchNorm momentum (see modeling.raise_bn_momentum); 0 keeps the arch's
     train: str = ""
     validation: str = ""
@@ -193,9 +193,36 @@ class Runtime:
     memory_format: torch.memory_format
 
 
+class StepTimer:
+    """Each step's duration, batch fetch included, for the ``train_step_seconds=`` / ``eval_step_seconds=`` lines the
+    profiler's StepOutlier rule reads. On a GPU, CUDA events are recorded between steps and read once the epoch is
+    over: a synchronize every step would stall the queue the loop keeps full."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.marks: list[Any] = []
+
+    def mark(self) -> None:
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self.marks.append(event)
+        else:
+            self.marks.append(time.perf_counter())
+
+    def seconds(self) -> list[float]:
+        if self.cuda:
+            torch.cuda.synchronize()
+            return [a.elapsed_time(b) / 1000 for a, b in zip(self.marks, self.marks[1:], strict=False)]
+        return [b - a for a, b in zip(self.marks, self.marks[1:], strict=False)]
+
+    def log_line(self, phase: str) -> str:
+        return f"{phase}_step_seconds=" + ",".join(f"{s:.4f}" for s in self.seconds())
+
+
 def train_epoch(model: nn.Module, data: InputData, config: Config, rt: Runtime, optimizer: torch.optim.Optimizer,
                 scheduler: torch.optim.lr_scheduler.LRScheduler, criterion: nn.Module, scaler: torch.amp.GradScaler,
-                generator: torch.Generator) -> tuple[float, float]:
+                generator: torch.Generator, timer: StepTimer | None = None) -> tuple[float, float]:
     model.train()
     if config.freeze_backbone:  # frozen BatchNorm layers keep their running statistics
         for module in model.modules():
@@ -204,6 +231,8 @@ def train_epoch(model: nn.Module, data: InputData, config: Config, rt: Runtime, 
                     module.eval()
     # Sums stay on the device: one .item() per step would stall a GPU every step.
     loss_sum, correct, seen = torch.zeros((), device=rt.device), torch.zeros((), device=rt.device), 0
+    timer = timer or StepTimer(rt.device)
+    timer.mark()
     for images, labels in data.train.batches(config.batch_size, generator, drop_last=True):
         images = images.to(rt.device, non_blocking=True)
         labels = labels.to(rt.device, non_blocking=True)
@@ -221,13 +250,16 @@ def train_epoch(model: nn.Module, data: InputData, config: Config, rt: Runtime, 
         loss_sum += loss.detach().float() * len(labels)
         correct += (logits.argmax(1) == labels).sum()
         seen += len(labels)
+        timer.mark()
     return loss_sum.item() / max(1, seen), correct.item() / max(1, seen)
 
 
 def evaluate(model: nn.Module, data: InputData, config: Config, rt: Runtime,
-             criterion: nn.Module) -> tuple[float, float]:
+             criterion: nn.Module, timer: StepTimer | None = None) -> tuple[float, float]:
     model.eval()
     loss_sum, correct, seen = torch.zeros((), device=rt.device), torch.zeros((), device=rt.device), 0
+    timer = timer or StepTimer(rt.device)
+    timer.mark()
     with torch.inference_mode():
         for images, labels in data.validation.batches(2 * config.batch_size, None, drop_last=False):
             inputs = normalize(images.to(rt.device)).contiguous(memory_format=rt.memory_format)
@@ -237,6 +269,7 @@ def evaluate(model: nn.Module, data: InputData, config: Config, rt: Runtime,
             loss_sum += criterion(logits.float(), labels) * len(labels)
             correct += (logits.argmax(1) == labels).sum()
             seen += len(labels)
+            timer.mark()
     return loss_sum.item() / max(1, seen), correct.item() / max(1, seen)
 
 
@@ -261,7 +294,11 @@ def setup_runtime(config: Config) -> Runtime:
         torch.backends.cudnn.benchmark = True
         if config.amp:
             amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    # Channels-last feeds the GPU's tensor cores under AMP. On CPU (oneDNN, fp32) it measured 5-9% slower a step
+    # for resnet18 at 32 px, the layout conversions in the backward pass and the fused Adam step costing more than
+    # the convolutions gain (benchmarks/training.py, "step variants"): there the plain layout stays.
+    channels_last = config.channels_last and device.type == "cuda"
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     return Runtime(device, amp_dtype, memory_format)
 
 
@@ -314,10 +351,13 @@ def fit(config: Config, data: InputData, model: nn.Module, rt: Runtime) -> list[
         generator.manual_seed(config.seed * 100_003 + epoch)  # each epoch's shuffle/augmentation replays on resume
         lr = optimizer.param_groups[0]["lr"]
         hook.train()
+        train_timer, eval_timer = StepTimer(rt.device), StepTimer(rt.device)
         train_loss, train_acc = train_epoch(model, data, config, rt, optimizer, scheduler, criterion, scaler,
-                                            generator)
+                                            generator, train_timer)
         hook.eval()
-        val_loss, val_acc = evaluate(model, data, config, rt, criterion)
+        val_loss, val_acc = evaluate(model, data, config, rt, criterion, eval_timer)
+        log(train_timer.log_line("train"))  # one line an epoch each (pipelines/local/profiling/joblog.py)
+        log(eval_timer.log_line("eval"))
         entry = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "validation_loss": val_loss,
                  "validation_accuracy": val_acc, "lr": lr, "epoch_seconds": time.perf_counter() - started}
         history.append(entry)

@@ -17,6 +17,7 @@ it drains: `Connection: close` on every response for `DRAIN_S`, then uvicorn's g
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ctypes
 import importlib.util
 import json
@@ -36,10 +37,11 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from pipelines.local.inference_thread import InferenceThread
 
 log = logging.getLogger("pipelines.local.serving")
 
@@ -135,16 +137,51 @@ class InferenceHandlers:
         """Runs one request through the handlers; returns (response body, its content type)."""
         transform_fn = getattr(self.module, "transform_fn", None)
         if callable(transform_fn):
-            result = transform_fn(self.model, body, content_type, accept)
-        else:
-            data = self._handler("input_fn", default_input_fn)(body, content_type)
-            prediction = self._handler("predict_fn", default_predict_fn)(data, self.model)
-            result = self._handler("output_fn", default_output_fn)(prediction, accept)
-        if isinstance(result, tuple):  # (body, content type), as the serving toolkit allows
-            result, accept = result
-        if isinstance(result, str):
-            result = result.encode("utf-8")
-        return bytes(result), response_type(accept)
+            return finish(transform_fn(self.model, body, content_type, accept), accept)
+        data = self._handler("input_fn", default_input_fn)(body, content_type)
+        prediction = self._handler("predict_fn", default_predict_fn)(data, self.model)
+        return finish(self._handler("output_fn", default_output_fn)(prediction, accept), accept)
+
+    def invoke_many(self, requests: list[tuple[bytes, str, str]]) -> list[tuple[bytes, str] | BaseException]:
+        """Several (body, content type, accept) requests; one forward pass for all when the entry point has a
+        `predict_batch_fn` (see pipelines.local.inference_thread). Each gets its own result or exception, the same
+        as `invoke` would give it alone."""
+        batch_fn = getattr(self.module, "predict_batch_fn", None)
+        if len(requests) == 1 or not callable(batch_fn) or callable(getattr(self.module, "transform_fn", None)):
+            return [outcome(self.invoke, *request) for request in requests]
+        input_fn = self._handler("input_fn", default_input_fn)
+        outcomes: list[Any] = [outcome(input_fn, body, content_type) for body, content_type, _ in requests]
+        ready = [i for i, data in enumerate(outcomes) if not isinstance(data, BaseException)]
+        try:
+            predictions = list(batch_fn([outcomes[i] for i in ready], self.model))
+            if len(predictions) != len(ready):
+                raise ValueError(f"predict_batch_fn gave {len(predictions)} predictions for {len(ready)} inputs")
+        except Exception:  # whichever request broke the batch gets its own error, the others their answers
+            for i in ready:
+                outcomes[i] = outcome(self.invoke, *requests[i])
+            return outcomes
+        output_fn = self._handler("output_fn", default_output_fn)
+        for i, prediction in zip(ready, predictions, strict=True):
+            accept = requests[i][2]
+            outcomes[i] = outcome(lambda p, a: finish(output_fn(p, a), a), prediction, accept)
+        return outcomes
+
+
+def finish(result: Any, accept: str) -> tuple[bytes, str]:
+    """A handler's result as (body bytes, content type)."""
+    if isinstance(result, tuple):  # (body, content type), as the serving toolkit allows
+        result, accept = result
+    if isinstance(result, str):
+        result = result.encode("utf-8")
+    return bytes(result), response_type(accept)
+
+
+def outcome(fn: Callable[..., Any], *args: Any) -> Any:
+    """`fn(*args)`, or the exception it raised (one request's failure must not fail its batch)."""
+    try:
+        return fn(*args)
+    except Exception as exc:
+        return exc
 
 
 def response_type(accept: str) -> str:
@@ -194,9 +231,11 @@ class ServingState:
 
 
 def create_app(handlers: InferenceHandlers, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-               ready: bool = True) -> Starlette:
-    """The app over loaded handlers; with `ready=False`, /ping says 503 until `app.state.serving.ready` is set."""
+               ready: bool = True, inference: InferenceThread | None = None) -> Starlette:
+    """The app over loaded handlers; with `ready=False`, /ping says 503 until `app.state.serving.ready` is set.
+    Predictions run on `inference` (the thread that loaded the model, ideally: see inference_thread.py)."""
     state = ServingState(handlers, max_body_bytes, ready)
+    inference = inference or InferenceThread()
 
     async def ping(request: Request) -> Response:
         if not state.ready:
@@ -213,8 +252,9 @@ def create_app(handlers: InferenceHandlers, *, max_body_bytes: int = DEFAULT_MAX
         if not accept or accept.strip() == "*/*":
             accept = os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", JSON_TYPE)
         try:
-            # In a worker thread: a slow prediction must not stall /ping or other requests.
-            payload, media_type = await run_in_threadpool(state.handlers.invoke, body, content_type, accept)
+            # On the inference thread: a slow prediction must not stall /ping or the reading of other requests.
+            future = inference.invoke(state.handlers, body, content_type, accept)
+            payload, media_type = await asyncio.wrap_future(future)
         except Exception as exc:
             status = error_status(exc)
             if status is None:
@@ -234,7 +274,11 @@ def create_app(handlers: InferenceHandlers, *, max_body_bytes: int = DEFAULT_MAX
 # ---------------------------------------------------------------------------------------------- the process
 def bind_socket(host: str, port: int, shared: bool = True) -> socket.socket:
     """A listening TCP socket; `shared` joins other SO_REUSEPORT listeners on the same port (the live server)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not the default 0: asyncio turns Nagle off (TCP_NODELAY) only on connections whose socket says
+    # proto == IPPROTO_TCP. With Nagle on, uvicorn's separate header and body writes wait out the client's delayed
+    # ACK: every response took 40+ ms, /ping included (benchmarks/endpoint.py; 5 ms of work).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if shared and hasattr(socket, "SO_REUSEPORT"):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -301,12 +345,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     try:
-        # Loaded before binding: until the model is ready, the port's traffic stays with the live server.
-        handlers = InferenceHandlers.load(args.model_dir, args.entry_point)
+        # Loaded before binding: until the model is ready, the port's traffic stays with the live server. Loaded on
+        # the thread that will predict: one OpenMP team (see inference_thread.py).
+        inference = InferenceThread()
+        handlers = inference.call(InferenceHandlers.load, args.model_dir, args.entry_point).result()
     except Exception:
         log.exception("the model failed to load from %s", args.model_dir)
         return 1
-    app = create_app(handlers, max_body_bytes=args.max_body_bytes, ready=False)
+    app = create_app(handlers, max_body_bytes=args.max_body_bytes, ready=False, inference=inference)
     try:
         sockets = [bind_socket(args.host, args.port)]
         if args.health_port:

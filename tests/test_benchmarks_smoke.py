@@ -1,0 +1,149 @@
+"""The benchmarks' pure parts, fast, so that benchmarks/ cannot rot: statistics, tables, the engine's and the cloud
+analysis on real and synthetic inputs, the load generator against a tiny loopback server. No timings are asserted."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from benchmarks import cloud_cost, engine, training
+from benchmarks.common import Table, median, percentile, ratio
+from benchmarks.loadgen import Client, closed_loop
+
+
+def test_percentiles_interpolate_like_numpy() -> None:
+    values = [4.0, 1.0, 3.0, 2.0]
+    assert percentile(values, 50) == median(values) == 2.5
+    assert percentile(values, 0) == 1.0 and percentile(values, 100) == 4.0
+    assert percentile(values, 95) == pytest.approx(3.85)
+    assert percentile([], 50) != percentile([], 50)  # nan
+    assert ratio(1, 0) != ratio(1, 0) and ratio(6, 3) == 2
+
+
+def test_tables_render_as_markdown() -> None:
+    table = Table(["name", "value"])
+    table.add("a", 1.23456)
+    table.add("bb", float("nan"))
+    lines = table.render().splitlines()
+    assert lines[0].startswith("| name") and set(lines[1]) <= {"|", "-"}
+    assert "1.23" in lines[2] and "n/a" in lines[3]
+
+
+def test_training_runs_are_parsed_from_the_epoch_and_step_lines() -> None:
+    output = "\n".join([
+        "train_step_seconds=0.1000,0.3000,0.2000",
+        "epoch=1/2 train_loss=1.0 train_accuracy=0.5 validation_loss=1.0 validation_accuracy=0.5000 lr=0.1 "
+        "epoch_seconds=2.0",
+        "epoch=2/2 train_loss=1.0 train_accuracy=0.5 validation_loss=1.0 validation_accuracy=0.9500 lr=0.1 "
+        "epoch_seconds=3.0",
+    ])
+    run = training.parse_run("x", output, epochs=2, train_images=100, wall=10.0, cpu=15.0)
+    assert (run.accuracy, run.loop_s, run.step_s, run.images_per_s) == (0.95, 5.0, 0.2, 20.0)
+    with pytest.raises(RuntimeError, match="expected 3 epoch lines"):
+        training.parse_run("x", output, epochs=3, train_images=100, wall=1.0, cpu=1.0)
+
+
+def step(name: str, kind: str, started: str, ended: str, **props) -> dict:
+    return {"name": name, "type": kind, "started": f"2026-01-01T00:00:{started}+00:00",
+            "ended": f"2026-01-01T00:00:{ended}+00:00", "properties": props}
+
+
+def test_engine_overhead_counts_parallel_trials_once() -> None:
+    t = "2026-01-01T00:00:{}+00:00".format
+    steps = [
+        step("Prep", "Processing", "00.000", "02.000", ProcessingStartTime=t("00.100"), ProcessingEndTime=t("02.000")),
+        step("Tune", "Tuning", "02.000", "12.000", TrainingJobSummaries=[
+            {"TrainingStartTime": t("02.000"), "TrainingEndTime": t("10.000")},
+            {"TrainingStartTime": t("02.000"), "TrainingEndTime": t("12.000")}]),
+        step("Gate", "Condition", "12.000", "12.500"),
+    ]
+    assert engine.union_seconds([(0, 2), (1, 3), (5, 6)]) == 4
+    assert engine.mean_job_seconds(steps) == pytest.approx({"Prep": 1.9, "Tune": 9.0})
+    result = engine.analyse(1.0, 13.0, 5.0, "Succeeded",
+                            {"started": t("00.000"), "ended": t("12.500")}, steps)
+    assert result.figures["jobs_union_s"] == pytest.approx(11.9)
+    assert result.figures["jobs_sum_s"] == pytest.approx(19.9)
+    assert result.figures["overhead_s"] == pytest.approx(13.0 - 11.9)
+    assert engine.parse_start_output('warning: x\n{"arn": "a", "status": "Succeeded"}\n') == {
+        "arn": "a", "status": "Succeeded"}
+
+
+@pytest.fixture(scope="module")
+def cloud_definition() -> dict:
+    from pipelines.building import build_definition
+    from pipelines.config import load_config
+    from pipelines.session import Uploads, build_pipeline_session
+
+    config = load_config(None, {"project.target": "sagemaker", "project.role_arn": cloud_cost.ROLE,
+                                "project.bucket": cloud_cost.BUCKET})
+    return build_definition(config, build_pipeline_session(config, Uploads.DISCARD)).definition
+
+
+def test_cloud_cost_shape_of_the_default_definition(cloud_definition: dict) -> None:
+    result = cloud_cost.analyse(cloud_definition, json.loads(json.dumps(cloud_definition)), {"TrainModel": 36.0})
+    figures = result.figures
+    assert figures["jobs"] == 1 + 4 + 1 + 1  # processing, MaxTuningJobs trainings, training, processing
+    assert figures["rule_jobs"] == 16 and figures["max_instance_hours"] == 7 * 24
+    assert figures["local_instance_hours"] == pytest.approx(0.01)
+    assert figures["repack"]["repack_steps"] == [] and not figures["repack"]["repack_script_referenced"]
+    assert figures["endpoint"] == {"type": "ml.m5.large", "count": 1}
+    assert all(result.targets.values())
+    assert set(figures["reupsert_cache"].values()) == {"hit"}  # the same definition twice: every key matches
+
+
+def test_a_changed_cache_key_and_its_downstream_rerun(cloud_definition: dict) -> None:
+    changed = json.loads(json.dumps(cloud_definition))
+    train = next(s for s in changed["Steps"] if s["Name"] == "TrainModel")
+    train["Arguments"]["HyperParameters"]["seed"] = "43"
+    table, outcome = cloud_cost.caching_table(cloud_definition, changed)
+    assert outcome == {"PrepareData": "hit", "TuneHyperparameters": "hit", "TrainModel": "miss",
+                       "EvaluateModel": "miss"}
+    rows = {row[0]: row[3] for row in table.rows}
+    assert rows["TrainModel"] == "MISS: HyperParameters.seed" and "from TrainModel" in rows["EvaluateModel"]
+
+
+@pytest.fixture()
+def echo_server() -> Iterator[str]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            status = 400 if body == b"bad" else 200
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_load_generator_is_bounded_and_counts_errors(echo_server: str) -> None:
+    result = closed_loop(echo_server, [b"ok", b"ok", b"bad"], "text/plain", concurrency=3, max_requests=30,
+                         max_seconds=10)
+    assert len(result.latencies_s) + result.errors == 30 and result.errors > 0
+    assert result.requests_per_s > 0
+    with pytest.raises(ValueError, match="loopback only"):
+        Client("http://example.com:80")
+
+
+def test_sample_digits_read_without_scikit_learn_match_load_digits() -> None:
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    from pipelines.sample_data import load_digit_arrays
+
+    images, targets = load_digit_arrays()
+    digits = load_digits()
+    assert np.array_equal(images, digits.images) and np.array_equal(targets, digits.target)
