@@ -138,7 +138,8 @@ def analyse(upsert_s: float, start_s: float, start_cpu_s: float, status: str, ex
                            ("  engine overhead inside the execution", execution_s - jobs_s),
                            ("  CLI start-up and wrap-up around it", start_s - execution_s),
                            ("  overhead: `start` minus the jobs", overhead),
-                           ("full default run (upsert + start)", upsert_s + start_s)):
+                           ("full default run (upsert + start)", upsert_s + start_s),
+                           ("CPU seconds of `start`, its jobs included (2 cores)", start_cpu_s)):
         totals.add(label, seconds, ratio(seconds, start_s) if label.startswith("  ") else "")
     result = Result("engine", f"Engine overhead (full default local run, status {status})")
     result.tables += [("", totals), ("Per step (job wall: what SageMaker would report for the step's jobs):",

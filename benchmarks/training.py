@@ -149,19 +149,25 @@ def run(workdir: Path, quick: bool) -> Result:
             else:
                 groups[which].append(trainpy_run(split, s, workdir / "runs" / f"trainpy-{r}"))
     keep_model(workdir / "runs" / f"trainpy-{repeats - 1}" / "model", workdir / "model")
+    busy: dict[str, list[Run]] = {}
     if not quick:
         groups.update(ablations(split, s, workdir, repeats=2))
-        groups.update(contended(split, s, workdir, repeats=2, neighbours=2))
+        busy = contended(split, s, workdir, repeats=2, neighbours=2)
     base, ours = summarize(groups["reference"]), summarize(groups["train.py"])
     speedup, delta = ratio(ours["images_per_s"], base["images_per_s"]), ours["accuracy"] - base["accuracy"]
     result = Result("training", f"Training throughput ({s.arch}, {s.image_size} px, {s.epochs} epochs, batch "
                                 f"{s.batch_size}, {count_images(split / 'train')} training images, {device})")
     result.tables.append(("", table_of(groups, base)))
+    if busy:
+        busy_base = summarize(next(iter(busy.values())))
+        result.tables.append(("The same beside 2 busy processes (a shared machine; the engine's parallel trials):",
+                              table_of(busy, busy_base)))
+        result.figures["busy"] = {label: summarize(runs) for label, runs in busy.items()}
     # bf16 can crawl (seconds a step, see the README): full mode only
     variants = step_variants(workdir, s, steps=12 if quick else 40, bf16=not quick)
     result.tables.append(("Training step variants, interleaved in one process (median ms a step):",
                           variants_table(variants)))
-    result.figures = {"settings": s.__dict__, "device": device, "reference": base, "train.py": ours,
+    result.figures |= {"settings": s.__dict__, "device": device, "reference": base, "train.py": ours,
                       "speedup": speedup, "cpu_speedup": ratio(base["cpu_s"], ours["cpu_s"]),
                       "accuracy_delta": delta, "step_variants": variants}
     result.targets[f">= {TARGET_RATIO:g}x reference images/s ({speedup:.2f}x)"] = speedup >= TARGET_RATIO
@@ -194,8 +200,10 @@ def contended(split: Path, s: Settings, workdir: Path, repeats: int, neighbours:
     with busy_neighbours(neighbours):
         for r in range(repeats):
             for one in (reference_run(split, s, workdir / "runs" / f"reference-busy-{r}.log"),
-                        trainpy_run(split, s, workdir / "runs" / f"trainpy-busy-{r}")):
-                out.setdefault(f"{one.label}, {neighbours} busy neighbours", []).append(one)
+                        trainpy_run(split, s, workdir / "runs" / f"trainpy-busy-{r}"),
+                        trainpy_run(split, s, workdir / "runs" / f"trainpy-busy-active-{r}",
+                                    env={"OMP_WAIT_POLICY": "ACTIVE"})):
+                out.setdefault(one.label, []).append(one)
     return out
 
 
