@@ -18,7 +18,7 @@ import pytest
 import safe_extract
 from PIL import Image
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "preprocess.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "preprocess.py"
 DOG_CLASSES = ["001.Affenpinscher", "002.Afghan_hound", "003.Airedale_terrier"]
 
 
