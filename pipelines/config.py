@@ -10,159 +10,48 @@ import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULTS_FILE = REPO_ROOT / "pipeline.toml"
-ENV_PREFIX = "PIPELINE_"
-TARGETS = ("local", "sagemaker")
-TUNING_STRATEGIES = ("Bayesian", "Random", "Grid", "Hyperband")
-RANGE_TYPES = ("continuous", "integer", "categorical")
-RANGE_SCALINGS = ("Auto", "Linear", "Logarithmic", "ReverseLogarithmic")
-APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
+from pipelines.config_checks import check_config
+from pipelines.config_schema import (
+    APPROVAL_STATUSES,
+    DEFAULTS_FILE,
+    ENV_PREFIX,
+    LOCAL_BUCKET,
+    LOCAL_ROLE_ARN,
+    RANGE_SCALINGS,
+    RANGE_TYPES,
+    REPO_ROOT,
+    SECTIONS,
+    TARGETS,
+    TUNING_STRATEGIES,
+    ConfigError,
+    DataConfig,
+    DebuggerConfig,
+    EvaluationConfig,
+    HyperparameterRange,
+    InstancesConfig,
+    LocalConfig,
+    PipelineConfig,
+    ProjectConfig,
+    RegistryConfig,
+    RulesConfig,
+    TrainingConfig,
+    TuningConfig,
+    bucket_and_role,
+    env_var_name,
+)
 
-
-# The local target's identity: the local engine checks requests against botocore's shapes, which need an ARN there.
-LOCAL_ROLE_ARN = "arn:aws:iam::000000000000:role/LocalPipelineExecution"
-LOCAL_BUCKET = "local-pipeline"
-
-
-def bucket_and_role(config: PipelineConfig) -> tuple[str, str]:
-    """The bucket and role the definition uses; the local target has its own."""
-    if config.project.target == "local":
-        return config.project.bucket or LOCAL_BUCKET, config.project.role_arn or LOCAL_ROLE_ARN
-    return config.project.bucket, config.project.role_arn
-
-
-class ConfigError(Exception):
-    """A configuration value is missing, unknown or of the wrong type; the message names it and its origin."""
-
-
-@dataclass(frozen=True)
-class ProjectConfig:
-    target: str
-    region: str
-    role_arn: str
-    bucket: str
-    pipeline_name: str
-    model_package_group: str
-    endpoint_name: str
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    input_data_url: str
-    val_fraction: float
-    test_fraction: float
-    split_seed: int
-    min_images_per_class: int
-    max_image_side: int
-
-
-@dataclass(frozen=True)
-class InstancesConfig:
-    processing_type: str
-    training_type: str
-    training_volume_gb: int
-    inference_type: str
-    inference_count: int
-    max_run_seconds: int
-    spot: bool
-    max_wait_seconds: int
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    arch: str
-    pretrained: bool
-    image_size: int
-    optimizer: str
-    weight_decay: float
-    freeze_backbone: bool
-    hflip: bool
-    seed: int
-
-
-@dataclass(frozen=True)
-class HyperparameterRange:
-    name: str
-    type: str
-    min: float | None = None
-    max: float | None = None
-    scaling: str = "Auto"
-    values: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class TuningConfig:
-    strategy: str
-    max_jobs: int
-    max_parallel_jobs: int
-    early_stopping: str
-    ranges: tuple[HyperparameterRange, ...]
-
-
-@dataclass(frozen=True)
-class EvaluationConfig:
-    accuracy_threshold: float
-
-
-@dataclass(frozen=True)
-class RegistryConfig:
-    approval_status: str
-    content_types: tuple[str, ...]
-    response_types: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class RulesConfig:
-    enabled: bool
-    rules: tuple[str, ...]
-    # Rules whose IssuesFound stops the training job (SageMaker's StopTraining rule action).
-    stop_training_on: tuple[str, ...]
-    # Per-rule overrides of AWS's documented defaults: {"overfit": {"patience": "2"}}; values as strings, as the API.
-    rule_parameters: dict[str, dict[str, str]]
-
-
-@dataclass(frozen=True)
-class DebuggerConfig(RulesConfig):
-    # Steps between saves of the tensors the Debugger rules read (gradients, ReLU activations); losses, labels and
-    # predictions are saved every step (steps/training.py `rule_collections`).
-    save_interval: int
-
-
-@dataclass(frozen=True)
-class LocalConfig:
-    workspace: str
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    project: ProjectConfig
-    data: DataConfig
-    instances: InstancesConfig
-    training: TrainingConfig
-    tuning: TuningConfig
-    evaluation: EvaluationConfig
-    registry: RegistryConfig
-    debugger: DebuggerConfig
-    profiler: RulesConfig
-    local: LocalConfig
-    source: str = str(DEFAULTS_FILE)
-
-    def replace(self, section: str, **changes: Any) -> PipelineConfig:
-        """A copy with some values of one section changed (tests and the CLI use it)."""
-        return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **changes)})
-
-
-SECTIONS: dict[str, type] = {k: v for k, v in get_type_hints(PipelineConfig).items() if k != "source"}
-
-
-def env_var_name(section: str, key: str) -> str:
-    """The environment variable that overrides `section.key`."""
-    return f"{ENV_PREFIX}{key}".upper() if section == "project" else f"{ENV_PREFIX}{section}_{key}".upper()
+# The schema's names are this module's too: callers import the configuration from one place.
+__all__ = [
+    "load_config", "REPO_ROOT", "DEFAULTS_FILE", "ENV_PREFIX", "TARGETS", "TUNING_STRATEGIES", "RANGE_TYPES",
+    "RANGE_SCALINGS", "APPROVAL_STATUSES", "LOCAL_ROLE_ARN", "LOCAL_BUCKET", "bucket_and_role", "ConfigError",
+    "ProjectConfig", "DataConfig", "InstancesConfig", "TrainingConfig", "HyperparameterRange", "TuningConfig",
+    "EvaluationConfig", "RegistryConfig", "RulesConfig", "DebuggerConfig", "LocalConfig", "PipelineConfig",
+    "SECTIONS", "env_var_name",
+]
 
 
 def load_config(
@@ -190,7 +79,7 @@ def load_config(
             raw.setdefault(section, {})[key] = value
             origins[dotted] = f"--{key.replace('_', '-')}"
     config = _build(raw, origins)
-    _validate(config, origins)
+    check_config(config, origins)
     return dataclasses.replace(config, source=str(config_file or DEFAULTS_FILE))
 
 
@@ -397,57 +286,3 @@ def _describe(hint: Any) -> str:
     if get_origin(hint) is tuple:
         return "a list of strings (comma-separated in an environment variable)"
     return {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}.get(hint, str(hint))
-
-
-def _validate(config: PipelineConfig, origins: Mapping[str, str]) -> None:
-    def fail(dotted: str, message: str) -> None:
-        raise ConfigError(f"{origins.get(dotted, 'config')}: [{dotted.split('.')[0]}] {message}")
-
-    def shown(*dotted_keys: str) -> str:
-        """`key = value (origin)` of each value a check compares: the one at fault may be the other one."""
-        values = []
-        for dotted in dotted_keys:
-            section, key = dotted.split(".")
-            values.append(f"{key} = {getattr(getattr(config, section), key)!r} ({origins.get(dotted, 'config')})")
-        return "; ".join(values)
-
-    data, tuning, instances = config.data, config.tuning, config.instances
-    for name in ("val_fraction", "test_fraction"):
-        if not 0 <= getattr(data, name) < 1:
-            fail(f"data.{name}", f"{name} must be in [0, 1), got {getattr(data, name)}")
-    if data.val_fraction + data.test_fraction >= 1:
-        fail("data.test_fraction", "val_fraction + test_fraction must leave images for training (sum < 1): "
-             + shown("data.val_fraction", "data.test_fraction"))
-    if data.test_fraction == 0:
-        fail("data.test_fraction", "test_fraction must be > 0: the accuracy gate needs a test split")
-    if tuning.strategy not in TUNING_STRATEGIES:
-        fail("tuning.strategy", f"strategy must be one of {', '.join(TUNING_STRATEGIES)}, got {tuning.strategy!r}")
-    if tuning.early_stopping not in ("Off", "Auto"):
-        fail("tuning.early_stopping", f"early_stopping must be Off or Auto, got {tuning.early_stopping!r}")
-    if not 1 <= tuning.max_parallel_jobs <= tuning.max_jobs:
-        fail("tuning.max_parallel_jobs", "max_parallel_jobs must be between 1 and max_jobs: "
-             + shown("tuning.max_parallel_jobs", "tuning.max_jobs"))
-    if not tuning.ranges:
-        fail("tuning.ranges", "at least one hyperparameter range is needed to tune")
-    if config.registry.approval_status not in APPROVAL_STATUSES:
-        fail("registry.approval_status", f"approval_status must be one of {', '.join(APPROVAL_STATUSES)}")
-    if not 0 <= config.evaluation.accuracy_threshold <= 1:
-        fail("evaluation.accuracy_threshold", "accuracy_threshold must be between 0 and 1")
-    if config.debugger.save_interval < 1:
-        fail("debugger.save_interval", f"save_interval must be at least 1, got {config.debugger.save_interval}")
-    if config.profiler.stop_training_on:
-        fail("profiler.stop_training_on", "profiler rules take no actions in SageMaker (only Debugger rules can "
-             "stop training): leave [profiler] stop_training_on empty")
-    for section in ("debugger", "profiler"):
-        rules = getattr(config, section)
-        for key, names in (("stop_training_on", rules.stop_training_on), ("rule_parameters", rules.rule_parameters)):
-            for name in names:
-                if name not in rules.rules:
-                    # Blame where the name was given, not where `rules` came from.
-                    dotted = f"{section}.{key}.{name}" if key == "rule_parameters" else f"{section}.{key}"
-                    where = origins.get(dotted, origins.get(f"{section}.{key}", "config"))
-                    raise ConfigError(f"{where}: [{section}] {key}: {name!r} is configured but not in rules "
-                                      f"({origins.get(f'{section}.rules', 'config')}); add it to rules or remove it")
-    if instances.spot and instances.max_wait_seconds < instances.max_run_seconds:
-        fail("instances.max_wait_seconds", "max_wait_seconds must be >= max_run_seconds for spot training: "
-             + shown("instances.max_wait_seconds", "instances.max_run_seconds"))

@@ -1,0 +1,62 @@
+"""Checks that need more than one value's type: ranges, sums, names that must agree. Every configuration check lives
+here, so a step builder can trust the values it is given."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pipelines.config_schema import APPROVAL_STATUSES, TUNING_STRATEGIES, ConfigError, PipelineConfig
+
+
+def check_config(config: PipelineConfig, origins: Mapping[str, str]) -> None:
+    def fail(dotted: str, message: str) -> None:
+        raise ConfigError(f"{origins.get(dotted, 'config')}: [{dotted.split('.')[0]}] {message}")
+
+    def shown(*dotted_keys: str) -> str:
+        """`key = value (origin)` of each value a check compares: the one at fault may be the other one."""
+        values = []
+        for dotted in dotted_keys:
+            section, key = dotted.split(".")
+            values.append(f"{key} = {getattr(getattr(config, section), key)!r} ({origins.get(dotted, 'config')})")
+        return "; ".join(values)
+
+    data, tuning, instances = config.data, config.tuning, config.instances
+    for name in ("val_fraction", "test_fraction"):
+        if not 0 <= getattr(data, name) < 1:
+            fail(f"data.{name}", f"{name} must be in [0, 1), got {getattr(data, name)}")
+    if data.val_fraction + data.test_fraction >= 1:
+        fail("data.test_fraction", "val_fraction + test_fraction must leave images for training (sum < 1): "
+             + shown("data.val_fraction", "data.test_fraction"))
+    if data.test_fraction == 0:
+        fail("data.test_fraction", "test_fraction must be > 0: the accuracy gate needs a test split")
+    if tuning.strategy not in TUNING_STRATEGIES:
+        fail("tuning.strategy", f"strategy must be one of {', '.join(TUNING_STRATEGIES)}, got {tuning.strategy!r}")
+    if tuning.early_stopping not in ("Off", "Auto"):
+        fail("tuning.early_stopping", f"early_stopping must be Off or Auto, got {tuning.early_stopping!r}")
+    if not 1 <= tuning.max_parallel_jobs <= tuning.max_jobs:
+        fail("tuning.max_parallel_jobs", "max_parallel_jobs must be between 1 and max_jobs: "
+             + shown("tuning.max_parallel_jobs", "tuning.max_jobs"))
+    if not tuning.ranges:
+        fail("tuning.ranges", "at least one hyperparameter range is needed to tune")
+    if config.registry.approval_status not in APPROVAL_STATUSES:
+        fail("registry.approval_status", f"approval_status must be one of {', '.join(APPROVAL_STATUSES)}")
+    if not 0 <= config.evaluation.accuracy_threshold <= 1:
+        fail("evaluation.accuracy_threshold", "accuracy_threshold must be between 0 and 1")
+    if config.debugger.save_interval < 1:
+        fail("debugger.save_interval", f"save_interval must be at least 1, got {config.debugger.save_interval}")
+    if config.profiler.stop_training_on:
+        fail("profiler.stop_training_on", "profiler rules take no actions in SageMaker (only Debugger rules can "
+             "stop training): leave [profiler] stop_training_on empty")
+    for section in ("debugger", "profiler"):
+        rules = getattr(config, section)
+        for key, names in (("stop_training_on", rules.stop_training_on), ("rule_parameters", rules.rule_parameters)):
+            for name in names:
+                if name not in rules.rules:
+                    # Blame where the name was given, not where `rules` came from.
+                    dotted = f"{section}.{key}.{name}" if key == "rule_parameters" else f"{section}.{key}"
+                    where = origins.get(dotted, origins.get(f"{section}.{key}", "config"))
+                    raise ConfigError(f"{where}: [{section}] {key}: {name!r} is configured but not in rules "
+                                      f"({origins.get(f'{section}.rules', 'config')}); add it to rules or remove it")
+    if instances.spot and instances.max_wait_seconds < instances.max_run_seconds:
+        fail("instances.max_wait_seconds", "max_wait_seconds must be >= max_run_seconds for spot training: "
+             + shown("instances.max_wait_seconds", "instances.max_run_seconds"))

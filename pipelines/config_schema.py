@@ -1,0 +1,161 @@
+"""What a configuration is: its sections and their fields, the constants they are checked against, `ConfigError`.
+
+Kept apart from loading (`pipelines.config`) and checking (`pipelines.config_checks`) so both can use it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, get_type_hints
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULTS_FILE = REPO_ROOT / "pipeline.toml"
+ENV_PREFIX = "PIPELINE_"
+TARGETS = ("local", "sagemaker")
+TUNING_STRATEGIES = ("Bayesian", "Random", "Grid", "Hyperband")
+RANGE_TYPES = ("continuous", "integer", "categorical")
+RANGE_SCALINGS = ("Auto", "Linear", "Logarithmic", "ReverseLogarithmic")
+APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
+
+
+# The local target's identity: the local engine checks requests against botocore's shapes, which need an ARN there.
+LOCAL_ROLE_ARN = "arn:aws:iam::000000000000:role/LocalPipelineExecution"
+LOCAL_BUCKET = "local-pipeline"
+
+
+def bucket_and_role(config: PipelineConfig) -> tuple[str, str]:
+    """The bucket and role the definition uses; the local target has its own."""
+    if config.project.target == "local":
+        return config.project.bucket or LOCAL_BUCKET, config.project.role_arn or LOCAL_ROLE_ARN
+    return config.project.bucket, config.project.role_arn
+
+
+class ConfigError(Exception):
+    """A configuration value is missing, unknown or of the wrong type; the message names it and its origin."""
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    target: str
+    region: str
+    role_arn: str
+    bucket: str
+    pipeline_name: str
+    model_package_group: str
+    endpoint_name: str
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    input_data_url: str
+    val_fraction: float
+    test_fraction: float
+    split_seed: int
+    min_images_per_class: int
+    max_image_side: int
+
+
+@dataclass(frozen=True)
+class InstancesConfig:
+    processing_type: str
+    training_type: str
+    training_volume_gb: int
+    inference_type: str
+    inference_count: int
+    max_run_seconds: int
+    spot: bool
+    max_wait_seconds: int
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    arch: str
+    pretrained: bool
+    image_size: int
+    optimizer: str
+    weight_decay: float
+    freeze_backbone: bool
+    hflip: bool
+    seed: int
+
+
+@dataclass(frozen=True)
+class HyperparameterRange:
+    name: str
+    type: str
+    min: float | None = None
+    max: float | None = None
+    scaling: str = "Auto"
+    values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TuningConfig:
+    strategy: str
+    max_jobs: int
+    max_parallel_jobs: int
+    early_stopping: str
+    ranges: tuple[HyperparameterRange, ...]
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    accuracy_threshold: float
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    approval_status: str
+    content_types: tuple[str, ...]
+    response_types: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RulesConfig:
+    enabled: bool
+    rules: tuple[str, ...]
+    # Rules whose IssuesFound stops the training job (SageMaker's StopTraining rule action).
+    stop_training_on: tuple[str, ...]
+    # Per-rule overrides of AWS's documented defaults: {"overfit": {"patience": "2"}}; values as strings, as the API.
+    rule_parameters: dict[str, dict[str, str]]
+
+
+@dataclass(frozen=True)
+class DebuggerConfig(RulesConfig):
+    # Steps between saves of the tensors the Debugger rules read (gradients, ReLU activations); losses, labels and
+    # predictions are saved every step (steps/training.py `rule_collections`).
+    save_interval: int
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    workspace: str
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    project: ProjectConfig
+    data: DataConfig
+    instances: InstancesConfig
+    training: TrainingConfig
+    tuning: TuningConfig
+    evaluation: EvaluationConfig
+    registry: RegistryConfig
+    debugger: DebuggerConfig
+    profiler: RulesConfig
+    local: LocalConfig
+    source: str = str(DEFAULTS_FILE)
+
+    def replace(self, section: str, **changes: Any) -> PipelineConfig:
+        """A copy with some values of one section changed (tests and the CLI use it)."""
+        return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **changes)})
+
+
+SECTIONS: dict[str, type] = {k: v for k, v in get_type_hints(PipelineConfig).items() if k != "source"}
+
+
+def env_var_name(section: str, key: str) -> str:
+    """The environment variable that overrides `section.key`."""
+    return f"{ENV_PREFIX}{key}".upper() if section == "project" else f"{ENV_PREFIX}{section}_{key}".upper()
