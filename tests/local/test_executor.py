@@ -287,7 +287,7 @@ def test_ctrl_c_cancels_running_steps_and_stops_the_execution(tmp_path):
     threading.Thread(target=interrupt_once_a_running, daemon=True).start()
     started = time.monotonic()
     execution = harness.run()
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 15  # A would sleep 30 s: it was cancelled, not waited for
     assert execution.status == "Stopped"
     assert {name: step.status for name, step in harness.steps().items()} == {"A": "Stopped"}
 
