@@ -139,32 +139,27 @@ def _put_schedule(app: App, pipeline, cron, rate_value, name, disabled) -> None:
 
 @click.command("upload-data")
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
-@click.option("--prefix", help="key prefix in the bucket (default: <pipeline>/input-data, the InputDataUrl default)")
+@click.option("--to", "destination", metavar="S3_URL",
+              help="S3 prefix to upload to (default: where the pipeline reads InputDataUrl: [data] input_data_url, "
+                   "else s3://<bucket>/<pipeline>/input-data)")
 @click.pass_obj
-def upload_data(app: App, source: Path, prefix: str | None) -> None:
-    """Upload a dataset folder or archive; prints the S3 URI to pass as InputDataUrl."""
-    from pipelines.parameters import default_input_data_url
+def upload_data(app: App, source: Path, destination: str | None) -> None:
+    """Upload a dataset folder or archive exactly to the pipeline's InputDataUrl (or --to); prints the S3 URL."""
+    from pipelines.parameters import builtin_input_data_url, default_input_data_url
+    from pipelines.s3_urls import parse_s3_url
 
-    if prefix is None:
-        prefix = default_input_data_url(app.config).split("/", 3)[3]
-    if app.is_local:
-        import shutil
+    reads = default_input_data_url(app.config)
+    if destination is not None and (destination.startswith("s3://") or not app.is_local):
+        parse_s3_url(destination, "--to")  # a mistake named after the option that made it
+    if destination is None and reads == builtin_input_data_url(app.config) and not app.is_local:
+        from pipelines.building import require_cloud_settings
 
-        from pipelines.session import bucket_and_role
-
-        bucket, _ = bucket_and_role(app.config)
-        destination = app.workspace().path_for(f"s3://{bucket}/{prefix}")
-        if source.is_file():
-            destination.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, destination / source.name)
-        else:
-            shutil.copytree(source, destination, dirs_exist_ok=True)
-        click.echo(f"s3://{bucket}/{prefix.rstrip('/')}")
-        return
-    from pipelines.building import require_cloud_settings
-
-    require_cloud_settings(app.config, needs_role=False)  # an upload needs a bucket, not the pipeline's role
-    click.echo(app.target().upload_data(source, prefix, progress=err_console.print))
+        require_cloud_settings(app.config, needs_role=False)  # the built-in location is in the project's bucket
+    url = app.target().upload_data(source, destination or reads, progress=err_console.print)
+    if url != reads.rstrip("/"):
+        err_console.print(f"the pipeline reads {reads} by default: start it with --param InputDataUrl={url}, or set "
+                          f"[data] input_data_url", soft_wrap=True, highlight=False)
+    click.echo(url)
 
 
 @click.command()

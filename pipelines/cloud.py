@@ -22,7 +22,8 @@ from botocore.exceptions import (
 )
 
 from pipelines.config import PipelineConfig
-from pipelines.targets import ExecutionSummary, ProgressCallback, StepSummary, TargetError
+from pipelines.s3_urls import parse_s3_url
+from pipelines.targets import ExecutionSummary, ProgressCallback, StepSummary, TargetError, files_to_upload
 
 CREDENTIAL_ERRORS = (
     "ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException",
@@ -196,17 +197,16 @@ class SageMakerTarget:
     def delete_endpoint(self, name: str) -> None:
         SageMakerOperations(self).delete_endpoint(name)
 
-    def upload_data(self, source: Path, prefix: str, progress: Callable[[str], None] = print) -> str:
-        """Uploads a dataset folder (every file, paths kept) or one archive; returns the S3 URI for InputDataUrl."""
-        bucket = self.config.project.bucket
+    def upload_data(self, source: Path, url: str, progress: Callable[[str], None] = print) -> str:
+        """Uploads a dataset folder (every file, paths kept) or one archive under the S3 prefix `url`."""
+        destination = parse_s3_url(url, "the upload destination")
+        files = files_to_upload(source)
         s3 = self.boto_session.client("s3")
-        files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
-        with aws_errors(f"upload to s3://{bucket}/{prefix}"):
-            for path in files:
-                relative = path.name if source.is_file() else path.relative_to(source).as_posix()
-                s3.upload_file(str(path), bucket, f"{prefix.rstrip('/')}/{relative}")
-        progress(f"uploaded {len(files)} file(s)")
-        return f"s3://{bucket}/{prefix.rstrip('/')}"
+        with aws_errors(f"upload to {destination}"):
+            for path, relative in files:
+                s3.upload_file(str(path), destination.bucket, f"{destination.key}/{relative}")
+        progress(f"uploaded {len(files)} file(s) to {destination}")
+        return str(destination)
 
 
 def content_type_of(path: Path) -> str:

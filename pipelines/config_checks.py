@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from pipelines.config_schema import APPROVAL_STATUSES, TUNING_STRATEGIES, ConfigError, PipelineConfig
+from pipelines.s3_urls import parse_s3_url
 
 
 def check_config(config: PipelineConfig, origins: Mapping[str, str]) -> None:
@@ -21,6 +22,12 @@ def check_config(config: PipelineConfig, origins: Mapping[str, str]) -> None:
         return "; ".join(values)
 
     data, tuning, instances = config.data, config.tuning, config.instances
+    # The local target also reads a folder on this machine; SageMaker reads S3 only.
+    if data.input_data_url and (config.project.target == "sagemaker" or data.input_data_url.startswith("s3://")):
+        try:
+            parse_s3_url(data.input_data_url, "input_data_url")
+        except ValueError as err:
+            fail("data.input_data_url", str(err))
     for name in ("val_fraction", "test_fraction"):
         if not 0 <= getattr(data, name) < 1:
             fail(f"data.{name}", f"{name} must be in [0, 1), got {getattr(data, name)}")

@@ -56,12 +56,16 @@ class PipelineParameters:
         return list(self.by_name.values())
 
 
-def default_input_data_url(config: PipelineConfig) -> str:
-    """Where `upload-data` puts a dataset when given no prefix, and so where the pipeline looks by default."""
-    if config.data.input_data_url:
-        return config.data.input_data_url
+def builtin_input_data_url(config: PipelineConfig) -> str:
+    """InputDataUrl when the configuration names none: the only place the local target writes the sample digits."""
     bucket, _ = bucket_and_role(config)
     return f"s3://{bucket}/{config.project.pipeline_name}/input-data"
+
+
+def default_input_data_url(config: PipelineConfig) -> str:
+    """Where the pipeline reads its images unless `--param InputDataUrl=...` says otherwise, and so where
+    `upload-data` writes them unless given `--to`: `[data] input_data_url`, else the built-in location."""
+    return config.data.input_data_url or builtin_input_data_url(config)
 
 
 def parameter_defaults(config: PipelineConfig) -> dict[str, Any]:

@@ -41,6 +41,17 @@ class ExecutionSummary:
 ProgressCallback = Callable[[ExecutionSummary], None]
 
 
+def files_to_upload(source: Path) -> list[tuple[Path, str]]:
+    """(file, key relative to the destination) for a dataset folder (every file, paths kept) or one archive."""
+    if source.is_file():
+        return [(source, source.name)]
+    files = sorted(path for path in source.rglob("*") if path.is_file())
+    if not files:
+        raise TargetError(f"{source} holds no files: nothing to upload (pass a folder of class folders of images, "
+                          "or an archive of one)")
+    return [(path, path.relative_to(source).as_posix()) for path in files]
+
+
 class Target(Protocol):
     name: str
 
@@ -63,4 +74,8 @@ class Target(Protocol):
 
     def invoke(self, endpoint_name: str, files: Sequence[Path]) -> list[dict[str, Any]]:
         """One response (parsed JSON) per file."""
+        ...
+
+    def upload_data(self, source: Path, url: str, progress: Callable[[str], None] = print) -> str:
+        """Copies a dataset folder or archive under the S3 prefix `url` (exactly there); returns the URL."""
         ...

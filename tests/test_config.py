@@ -339,3 +339,24 @@ def test_a_config_file_beats_the_bundled_local_tables(tmp_path: Path) -> None:
 def test_profiler_stop_training_on_is_refused(tmp_path: Path) -> None:
     user = write_toml(tmp_path, '[profiler]\nstop_training_on = ["CPUBottleneck"]\n')
     refused(f"{user}: [profiler] profiler rules take no actions in SageMaker", user)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("s3://datasets", "input_data_url 's3://datasets' names a bucket but no key prefix: write it as s3://BUCKET/"),
+        ("s3://datasets/", "names a bucket but no key prefix"),
+        ("s3://Data_Sets/pets", "'Data_Sets' is not a valid S3 bucket name"),
+        ("datasets/pets", "input_data_url 'datasets/pets' is not an S3 URL: write it as s3://BUCKET/KEY/PREFIX"),
+    ],
+    ids=["bucket-only", "bucket-slash", "bad-bucket", "no-scheme"],
+)
+def test_input_data_url_that_is_no_s3_prefix_is_refused_on_sagemaker(url: str, message: str) -> None:
+    text = refused(message, overrides=SAGEMAKER, environ={"PIPELINE_DATA_INPUT_DATA_URL": url})
+    assert text.startswith("PIPELINE_DATA_INPUT_DATA_URL: [data] ")
+
+
+def test_input_data_url_may_be_a_folder_on_the_local_target_but_an_s3_one_must_have_a_key(tmp_path: Path) -> None:
+    folder = str(tmp_path / "photos")
+    assert load_config(environ={"PIPELINE_DATA_INPUT_DATA_URL": folder}).data.input_data_url == folder
+    refused("names a bucket but no key prefix", environ={"PIPELINE_DATA_INPUT_DATA_URL": "s3://datasets"})

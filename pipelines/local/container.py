@@ -85,8 +85,10 @@ def download(workspace: Workspace, uri: str, dest: Path, required: bool = True) 
     if count:
         shutil.copytree(source, dest, dirs_exist_ok=True)
     elif required:
+        fill = (f"upload the files there first: python pipeline.py upload-data FOLDER --to {uri}"
+                if uri.startswith("s3://") else "put the files in that folder first")
         raise StepFailed(f"ClientError: No S3 objects found under S3 URL \"{uri}\" given in input data source "
-                         f"(looked in {source})")
+                         f"(looked in {source}); {fill}")
     return count
 
 

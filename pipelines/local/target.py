@@ -13,6 +13,7 @@ import json
 import mimetypes
 import os
 import secrets
+import shutil
 import sqlite3
 import string
 import subprocess
@@ -29,7 +30,9 @@ from pipelines.local.expressions import ParameterError, coerce_parameters
 from pipelines.local.handlers import HandlersFactory, default_handlers, factory_reference
 from pipelines.local.state import ExecutionRecord, PipelineRecord, StateStore, StepRecord, process_identity
 from pipelines.local.workspace import Workspace
-from pipelines.targets import ExecutionSummary, ProgressCallback, StepSummary, TargetError
+from pipelines.parameters import builtin_input_data_url
+from pipelines.s3_urls import parse_s3_url
+from pipelines.targets import ExecutionSummary, ProgressCallback, StepSummary, TargetError, files_to_upload
 
 ACCOUNT_ID = "000000000000"
 EXECUTION_ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -96,11 +99,12 @@ class LocalTarget:
         return self.describe_execution(execution_id)
 
     def _seed_sample_dataset(self, input_url: Any, explicit: bool) -> None:
-        """The default InputDataUrl starts out empty: the bundled sample digits are written there on first use.
+        """The built-in InputDataUrl starts out empty: the bundled sample digits are written there on first use.
 
-        A URL the user passed is never filled in: an empty one fails PrepareData with the service's message.
+        A URL the user gave (``--param`` or ``[data] input_data_url``) is never filled in: an empty one fails
+        PrepareData, naming the URL and how to upload a dataset there.
         """
-        if explicit or not isinstance(input_url, str):
+        if explicit or input_url != builtin_input_data_url(self.config):
             return
         location = self.workspace.path_for(input_url)
         if location.exists() and any(location.iterdir()):
@@ -136,6 +140,19 @@ class LocalTarget:
                 raise TargetError(f"endpoint {endpoint_name} answered HTTP {status} for {file}: {text[:500]}")
             responses.append({"file": str(file), "response": text})
         return responses
+
+    def upload_data(self, source: Path, url: str, progress: Callable[[str], None] = print) -> str:
+        if not url.startswith("s3://"):
+            raise TargetError(f"{url} is a folder on this machine: the local target reads it where it is; pass it as "
+                              f"InputDataUrl (or [data] input_data_url), no upload needed")
+        destination = parse_s3_url(url, "the upload destination")
+        files = files_to_upload(source)
+        root = self.workspace.path_for(str(destination))
+        for path, relative in files:
+            (root / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, root / relative)
+        progress(f"uploaded {len(files)} file(s) to {destination} (in the workspace, {root})")
+        return str(destination)
 
     # ------------------------------------------------------------------------------------------ local only
     def retry(self, execution_id: str | None, wait: bool, on_progress: ProgressCallback | None) -> ExecutionSummary:

@@ -109,10 +109,10 @@ def assert_refused(result: Result, message: str, exit_code: int = 2) -> None:
     assert "Traceback" not in result.output and "botocore" not in result.stderr
 
 
-def bucket_objects() -> dict[str, bytes]:
+def bucket_objects(bucket: str = BUCKET) -> dict[str, bytes]:
     s3 = boto3.client("s3", region_name=REGION)
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
-    return {key: s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() for key in keys}
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    return {key: s3.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys}
 
 
 def create_pipeline_in_moto() -> None:
@@ -466,10 +466,48 @@ def test_upload_data_of_an_archive_puts_it_under_the_prefix(aws: None, tmp_path:
         source = tmp_path / "one.png"
         source.write_bytes(b"png")
         tar.add(source, arcname="one/one.png")
-    result = run("upload-data", str(archive), "--prefix", "datasets/digits/")
+    result = run("upload-data", str(archive), "--to", f"s3://{BUCKET}/datasets/digits/")
     assert result.exit_code == 0, result.output
     assert result.stdout == f"s3://{BUCKET}/datasets/digits\n"
     assert bucket_objects() == {"datasets/digits/digits.tar.gz": archive.read_bytes()}
+    # Not where the pipeline reads: the user is told how to point it there.
+    assert f"start it with --param InputDataUrl=s3://{BUCKET}/datasets/digits" in flat(result.stderr)
+
+
+def test_upload_data_goes_to_the_configured_input_data_url_in_its_own_bucket(
+        aws: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket="datasets")
+    monkeypatch.setenv("PIPELINE_DATA_INPUT_DATA_URL", "s3://datasets/pets/v1")
+    data = tmp_path / "pets"
+    (data / "beagle").mkdir(parents=True)
+    (data / "beagle" / "1.jpg").write_bytes(b"jpg")
+    result = run("upload-data", str(data))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "s3://datasets/pets/v1\n"
+    assert "uploaded 1 file(s) to s3://datasets/pets/v1" in result.stderr
+    assert "--param InputDataUrl" not in result.stderr  # it is where the pipeline reads
+    assert bucket_objects("datasets") == {"pets/v1/beagle/1.jpg": b"jpg"}
+    assert bucket_objects() == {}  # nothing in the project's bucket
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--to", "s3://datasets"], "--to 's3://datasets' names a bucket but no key prefix: write it as s3://BUCKET/"),
+        (["--to", "datasets/pets"], "--to 'datasets/pets' is not an S3 URL"),
+    ],
+    ids=["bucket-without-key", "not-an-s3-url"],
+)
+def test_upload_data_to_a_url_that_is_no_s3_prefix_is_refused(aws: None, tmp_path: Path, args: list[str],
+                                                               message: str) -> None:
+    (tmp_path / "a.jpg").write_bytes(b"jpg")
+    assert_refused(run("upload-data", str(tmp_path), *args), message)
+    assert bucket_objects() == {}
+
+
+def test_upload_data_of_an_empty_folder_is_refused(aws: None, tmp_path: Path) -> None:
+    (empty := tmp_path / "no-images").mkdir()
+    assert_refused(run("upload-data", str(empty)), f"{empty} holds no files: nothing to upload")
 
 
 def test_approve_changes_the_model_packages_status(aws: None) -> None:
