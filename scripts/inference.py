@@ -252,6 +252,9 @@ def parse_json_request(body: bytes | str) -> tuple[list[Image.Image], int]:
         payload = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InferenceError(400, f"body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # json's C decoder recurses per nesting level: thousands of "[" exhaust the stack
+        raise InferenceError(400, "body is not valid JSON for this endpoint: nested too deeply; send "
+                                  '{"image": "<base64>"} or {"images": [...]}') from exc
     if not isinstance(payload, dict) or ("image" in payload) == ("images" in payload):
         raise InferenceError(400, 'JSON body must be an object with either "image" or "images"')
     if "image" in payload:

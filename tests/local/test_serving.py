@@ -207,6 +207,7 @@ def test_json_with_base64_images_gets_one_prediction_per_image(real_client: Test
     ("text/csv", b"1,2,3", 415, "unsupported content type"),
     ("image/png", b"not a png at all", 400, "cannot decode image"),
     ("application/json", b"{not json", 400, "not valid JSON"),
+    ("application/json", b"[" * 5000 + b"]" * 5000, 400, "nested too deeply"),
     ("application/json", json.dumps({"images": ["aGk="] * 65}).encode(), 413, "at most 64"),
 ])
 def test_handler_errors_answer_their_status_as_json(real_client: TestClient, content_type: str, body: bytes,
