@@ -54,6 +54,13 @@ def check_config(config: PipelineConfig, origins: Mapping[str, str]) -> None:
     if config.profiler.stop_training_on:
         fail("profiler.stop_training_on", "profiler rules take no actions in SageMaker (only Debugger rules can "
              "stop training): leave [profiler] stop_training_on empty")
+    if config.debugger.stop_training_on and config.project.target == "sagemaker":
+        # The SDK fixes StopTraining's job-name prefix when the definition is built, from a name it makes up;
+        # Pipelines name the job only at run time (pipelines-<execution id>-TrainModel-...): it never matches.
+        fail("debugger.stop_training_on", "stop_training_on cannot work on the sagemaker target: the StopTraining "
+             "action's job-name prefix is fixed when the definition is built, but SageMaker Pipelines name the "
+             "training job when it starts, so the action would never stop it. Leave [debugger] stop_training_on "
+             "empty for sagemaker (the rules still run and report IssuesFound); the local target honours it")
     for section in ("debugger", "profiler"):
         rules = getattr(config, section)
         for key, names in (("stop_training_on", rules.stop_training_on), ("rule_parameters", rules.rule_parameters)):

@@ -88,8 +88,6 @@ def profiler_rules(config: PipelineConfig) -> list[ProfilerRule]:
     rules = config.profiler
     if not rules.enabled:
         return []
-    if rules.stop_training_on:
-        raise ConfigError("[profiler] stop_training_on: SageMaker gives profiler rules no actions; leave it empty")
     built = []
     for name in rules.rules:
         factory = _rule_factory(name, "profiler")

@@ -341,6 +341,14 @@ def test_profiler_stop_training_on_is_refused(tmp_path: Path) -> None:
     refused(f"{user}: [profiler] profiler rules take no actions in SageMaker", user)
 
 
+def test_debugger_stop_training_on_is_refused_on_sagemaker_and_kept_locally(tmp_path: Path) -> None:
+    user = write_toml(tmp_path, '[debugger]\nstop_training_on = ["loss_not_decreasing"]\n')
+    assert load_config(user, environ={}).debugger.stop_training_on == ("loss_not_decreasing",)
+    text = refused(f"{user}: [debugger] stop_training_on cannot work on the sagemaker target", user,
+                   overrides=SAGEMAKER)
+    assert "Leave [debugger] stop_training_on empty for sagemaker" in text
+
+
 @pytest.mark.parametrize(
     ("url", "message"),
     [

@@ -370,26 +370,6 @@ def test_debugger_rule_parameters_and_stop_training_reach_the_rule(profiler_off:
     assert action["name"] == "stoptraining"
 
 
-@pytest.mark.xfail(strict=True, reason="the SDK fills StopTraining's training_job_prefix with the job name it makes up "
-                   "at definition time (image-classifier-train-<timestamp>); SageMaker Pipelines names the real job "
-                   "pipelines-<execution id>-TrainModel-..., so the action never matches it (and the timestamp "
-                   "changes TrainModel's cache key on every upsert)")
-def test_stop_training_targets_the_job_the_pipeline_really_starts(profiler_off: Built) -> None:
-    [action] = actions(overfit_rule(profiler_off))
-    assert not action["training_job_prefix"].startswith("image-classifier-train-")
-
-
-def test_profiler_stop_training_on_is_applied_or_refused(cloud_config: PipelineConfig) -> None:
-    from steps.training import profiler_rules
-
-    config = cloud_config.replace("profiler", rules=("CPUBottleneck",), stop_training_on=("CPUBottleneck",))
-    try:
-        [rule] = profiler_rules(config)
-    except ConfigError:
-        return  # refused: fine
-    assert "action_json" in rule.to_profiler_rule_config_dict()["RuleParameters"]
-
-
 def test_profiler_rule_parameters_are_typed_for_the_rule_and_checked(cloud_config: PipelineConfig) -> None:
     from steps.training import profiler_rules
 
