@@ -14,8 +14,10 @@ from torch import nn
 
 SERVING_REQUIREMENTS = (
     "# The SageMaker PyTorch inference image already has torch, torchvision, numpy and Pillow,\n"
-    "# all that code/inference.py imports: nothing to install.\n"
+    "# all that code/inference.py and code/rgb_conversion.py import: nothing to install.\n"
 )
+# The serving handler and the pixel conversion it shares with PrepareData: the toolkit puts code/ on sys.path.
+SERVING_MODULES = ("inference.py", "rgb_conversion.py")
 
 
 
@@ -36,7 +38,8 @@ def write_model_dir(model_dir: Path, model: nn.Module, meta: dict[str, Any]) -> 
         state[key] = value.detach().cpu().contiguous()
     torch.save(state, model_dir / "model.pth")
     (model_dir / "model_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    shutil.copyfile(Path(__file__).with_name("inference.py"), model_dir / "code" / "inference.py")
+    for module in SERVING_MODULES:
+        shutil.copyfile(Path(__file__).with_name(module), model_dir / "code" / module)
     (model_dir / "code" / "requirements.txt").write_text(SERVING_REQUIREMENTS)
 
 

@@ -2,7 +2,8 @@
 
 This one file is the single definition of the model and of eval preprocessing: ``train.py`` imports it, it is copied
 into ``model_dir/code/`` at training time, and ``evaluate.py`` and the serving container load the model through it.
-So it must import nothing training-only (no smdebug, no matplotlib) and nothing from this repository.
+So it must import nothing training-only (no smdebug, no matplotlib) and nothing from this repository but
+``rgb_conversion.py``, the one pixel conversion PrepareData also uses, copied into ``code/`` beside it.
 
 The serving toolkit calls the handlers by arity (``input_fn(body, content_type)``, ``output_fn(prediction, accept)``;
 one extra parameter would receive the request context), so their signatures must stay exactly as they are.
@@ -22,7 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 import torchvision
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
+from rgb_conversion import upright_rgb
 from torch import nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -119,24 +121,9 @@ def build_model(arch: str, num_classes: int, pretrained: bool = False) -> nn.Mod
 
 
 # ---------------------------------------------------------------------------------------------- eval preprocessing
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Any PIL mode as RGB: transparency composited on white, 16-bit and float grayscale rescaled, not clipped."""
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        array = np.asarray(image, dtype=np.float32)
-        peak = float(array.max()) if array.size else 0.0
-        scale = 255.0 / peak if peak > 255 else 1.0
-        image = Image.fromarray(np.clip(array * scale, 0, 255).astype(np.uint8), mode="L")
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA"):
-        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, image.convert("RGBA"))
-    return image if image.mode == "RGB" else image.convert("RGB")
-
-
 def image_to_uint8(image: Image.Image, size: int) -> torch.Tensor:
     """Eval geometry: the whole image resized (not cropped) to ``size`` x ``size``; uint8 CHW."""
-    image = to_rgb(ImageOps.exif_transpose(image) or image)
+    image = upright_rgb(image)
     if image.size != (size, size):
         image = image.resize((size, size), Image.Resampling.BILINEAR)
     return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)

@@ -3,10 +3,12 @@
 Runs as a SageMaker processing job and, relocated with SAGEMAKER_BASE_DIR, in the local engine (see
 docs/container-contract.md). Input is a pre-split tree (train/, valid|val|validation/, test/, one folder per class in
 each), one folder per class (split here, stratified), or .zip/.tar archives of either. Every image is decoded for real
-and re-encoded as a plain RGB file; whatever cannot be used is skipped and named in OUT/report/manifest.json.
+and written as a plain RGB file; whatever cannot be used is skipped and named in OUT/report/manifest.json.
 
-Output format rule: JPEG sources and images over 1 megapixel are written as JPEG (quality 95): re-encoding a lossy
-photo losslessly only bloats it. Everything else is written as PNG, keeping small graphics (like the digits) exact.
+Output format rule, so that training sees the pixels the endpoint will make of the same original (both convert with
+rgb_conversion.py): an upright RGB JPEG that fits --max-image-side is copied byte for byte; any other image that fits
+is converted and written as PNG (lossless). An image shrunk to --max-image-side is written as JPEG (quality 95) when
+it came from a JPEG or is over 1 megapixel (re-encoding a lossy photo losslessly only bloats it), else as PNG.
 
 Decisions recorded in the manifest: a class with no usable training images (e.g. present only in valid/ or test/) is
 dropped, as is one with fewer than --min-images-per-class usable images (default 3); a pre-split input without a
@@ -32,12 +34,15 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
-# safe_extract.py sits beside this file in the repo and in the local engine's code copy; in a SageMaker processing
-# job the definition ships it as the "modules" input, because a script processor uploads only the one script.
+# safe_extract.py and rgb_conversion.py sit beside this file in the repo and in the local engine's code copy; in a
+# SageMaker processing job the definition ships them as the "modules" inputs (one folder each under MODULES_DIR),
+# because a script processor uploads only the one script.
 MODULES_DIR = Path(os.environ.get("SAGEMAKER_BASE_DIR", "/opt/ml")) / "processing" / "input" / "modules"
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(MODULES_DIR)]
+sys.path[:0] = [str(Path(__file__).resolve().parent),
+                *(str(folder) for folder in sorted(MODULES_DIR.glob("*")) if folder.is_dir())]
+from rgb_conversion import exif_orientation, upright_rgb  # noqa: E402
 from safe_extract import DEFAULT_MAX_EXTRACTED_BYTES, ArchiveError, extract_archive, is_archive  # noqa: E402
 
 SPLITS = ("train", "validation", "test")
@@ -48,6 +53,7 @@ DEFAULT_MIN_IMAGES_PER_CLASS = 3
 # An 8K-square photo. Anything larger in a classification set is a scan or a decompression bomb.
 DEFAULT_MAX_IMAGE_PIXELS = 8192 * 8192
 PNG_MAX_PIXELS = 1024 * 1024
+JPEG_FORMATS = ("JPEG", "MPO")  # MPO: a phone's multi-picture JPEG; Pillow reads its first picture
 JPEG_QUALITY = 95
 # Below this many files a process pool costs more to start than it saves.
 PARALLEL_MIN_FILES = 100
@@ -139,41 +145,18 @@ def stratified_split(items_by_class: Mapping[str, Sequence[str]], val_fraction: 
     return result
 
 
-def to_rgb(img: Image.Image) -> Image.Image:
-    """A plain 8-bit RGB version of any Pillow image; transparency is composited on white."""
-    if img.mode == "RGB":
-        return img
-    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
-        return _to_8bit(img).convert("RGB")
-    if img.mode == "P":
-        # Via RGBA so a tRNS transparency turns white instead of showing the hidden palette colour.
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA", "RGBa"):
-        rgba = img.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
-    return img.convert("RGB")  # 1, L, CMYK, YCbCr, RGBX, HSV
-
-
-def _to_8bit(img: Image.Image) -> Image.Image:
-    # Pillow's own I -> L conversion clips at 255, which turns a 16-bit image white; scale the range instead.
-    if img.mode == "F":
-        _, high = img.getextrema()
-        return img.point(lambda v: v * (255.0 if high <= 1.0 else 1.0)).convert("L")
-    wide = img.convert("I")
-    low, high = wide.getextrema()
-    if img.mode.startswith("I;16") or (low >= 0 and 255 < high <= 65535):
-        return wide.point(lambda v: v / 257).convert("L")
-    if low >= 0 and high <= 255:  # 8-bit data in a 32-bit container
-        return wide.convert("L")
-    span = max(high - low, 1)
-    return wide.point(lambda v: (v - low) * 255 / span).convert("L")
-
-
-def output_format(source_format: str | None, size: tuple[int, int]) -> str:
-    """JPEG for JPEG sources and big images, PNG otherwise (see the module docstring)."""
-    if source_format in ("JPEG", "MPO") or size[0] * size[1] > PNG_MAX_PIXELS:
+def output_format(source_format: str | None, size: tuple[int, int], shrunk: bool) -> str:
+    """PNG for every image that was not shrunk (lossless: training sees exactly the pixels the endpoint makes of
+    the original); a shrunk one is JPEG when it came from a JPEG or is big, PNG otherwise (see the docstring)."""
+    if shrunk and (source_format in JPEG_FORMATS or size[0] * size[1] > PNG_MAX_PIXELS):
         return "JPEG"
     return "PNG"
+
+
+def kept_as_is(source_format: str | None, mode: str, orientation: int, shrunk: bool) -> bool:
+    """An upright RGB JPEG that needs no shrinking is copied byte for byte: re-encoding it would change its
+    pixels (JPEG) or bloat it (PNG)."""
+    return source_format in JPEG_FORMATS and mode == "RGB" and orientation == 1 and not shrunk
 
 
 def process_image(task: tuple[str, str, int, int]) -> tuple[str | None, str, str]:
@@ -190,11 +173,12 @@ def process_image(task: tuple[str, str, int, int]) -> tuple[str | None, str, str
             warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(src) as img:
-                mode, source_format = img.mode, img.format
-                if max_side:
+                mode, source_format, orientation = img.mode, img.format, exif_orientation(img)
+                shrunk = bool(max_side) and max(img.size) > max_side
+                if shrunk:
                     img.draft(img.mode, (max_side, max_side))  # JPEG decodes at a reduced scale: much faster
                 img.load()
-                rgb = to_rgb(ImageOps.exif_transpose(img))
+                rgb = upright_rgb(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         return None, f"decompression bomb: {exc}", mode
     except UnidentifiedImageError:
@@ -203,9 +187,12 @@ def process_image(task: tuple[str, str, int, int]) -> tuple[str | None, str, str
         return None, f"undecodable image: {type(exc).__name__}: {exc}", mode
     finally:
         Image.MAX_IMAGE_PIXELS = default_cap
-    if max_side and max(rgb.size) > max_side:
+    if kept_as_is(source_format, mode, orientation, shrunk):
+        shutil.copyfile(src, staged + ".jpg")
+        return os.path.basename(staged + ".jpg"), "", mode
+    if shrunk:
         rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    fmt = output_format(source_format, rgb.size)
+    fmt = output_format(source_format, rgb.size, shrunk)
     path = staged + (".jpg" if fmt == "JPEG" else ".png")
     if fmt == "JPEG":
         rgb.save(path, "JPEG", quality=JPEG_QUALITY)
@@ -475,7 +462,8 @@ def prepare(args: argparse.Namespace, work: Path) -> dict:
         "source_archives": archives,
         "source_modes": dict(sorted(modes.items())),
         "settings": {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()},
-        "output_format": "JPEG quality 95 for JPEG sources and images over 1 MP, PNG otherwise; all RGB",
+        "output_format": "upright RGB JPEGs that need no shrinking copied as they are; other images not shrunk: "
+                         "PNG (lossless); shrunk: JPEG quality 95 from JPEG sources or over 1 MP, else PNG; all RGB",
     }
 
 

@@ -14,6 +14,9 @@ from steps.containers import PROCESSING_ROOT, SCRIPTS_DIR, pytorch_image_uri
 STEP_NAME = "PrepareData"
 SPLITS = ("train", "validation", "test")
 OUTPUT_NAMES = (*SPLITS, "report")
+# scripts/<name>.py that preprocess.py imports; each arrives in MODULES_ROOT/<name>/ (preprocess.py looks there)
+PREPROCESS_MODULES = ("safe_extract", "rgb_conversion")
+MODULES_ROOT = f"{PROCESSING_ROOT}/input/modules"
 
 
 def build_prepare_data_step(
@@ -36,12 +39,10 @@ def build_prepare_data_step(
             ProcessingInput(
                 source=params["InputDataUrl"], destination=f"{PROCESSING_ROOT}/input/data", input_name="dataset"
             ),
-            # preprocess.py imports safe_extract.py; a script processor uploads only the script itself.
-            ProcessingInput(
-                source=str(SCRIPTS_DIR / "safe_extract.py"),
-                destination=f"{PROCESSING_ROOT}/input/modules",
-                input_name="modules",
-            ),
+            # preprocess.py imports these; a script processor uploads only the script itself.
+            *(ProcessingInput(source=str(SCRIPTS_DIR / f"{module}.py"),
+                              destination=f"{MODULES_ROOT}/{module}", input_name=module)
+              for module in PREPROCESS_MODULES),
         ],
         outputs=[
             ProcessingOutput(output_name=name, source=f"{PROCESSING_ROOT}/output/{name}") for name in OUTPUT_NAMES

@@ -66,8 +66,12 @@ def test_inference_imports_nothing_training_only() -> None:
                 for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.module}
-    third_party = imported - set(sys.stdlib_module_names)
+    from artifacts import SERVING_MODULES
+
+    shipped_beside = {Path(module).stem for module in SERVING_MODULES} - {"inference"}
+    third_party = imported - set(sys.stdlib_module_names) - shipped_beside
     assert third_party <= {"numpy", "torch", "torchvision", "PIL", "sagemaker_inference"}, third_party
+    assert shipped_beside == {"rgb_conversion"}
 
 
 def test_handler_signatures_match_the_serving_toolkit() -> None:
@@ -86,9 +90,10 @@ def test_any_image_mode_becomes_rgb_at_the_model_size(mode: str) -> None:
 
 
 def test_transparency_is_composited_on_white_and_16_bit_is_rescaled() -> None:
-    assert inference.to_rgb(Image.new("RGBA", (4, 4), (0, 0, 0, 0))).getpixel((0, 0)) == (255, 255, 255)
+    transparent = inference.image_to_uint8(Image.new("RGBA", (4, 4), (0, 0, 0, 0)), 4)
+    assert torch.equal(transparent, torch.full((3, 4, 4), 255, dtype=torch.uint8))
     deep = Image.fromarray(np.full((4, 4), 65535, dtype=np.uint16))
-    assert inference.to_rgb(deep).getpixel((0, 0)) == (255, 255, 255)
+    assert torch.equal(inference.image_to_uint8(deep, 4), torch.full((3, 4, 4), 255, dtype=torch.uint8))
 
 
 def test_preprocess_normalizes_with_the_given_mean_and_std() -> None:

@@ -138,47 +138,19 @@ def test_stratified_split_is_stratified_complete_and_deterministic() -> None:
     assert preprocess.stratified_split({"a": items["a"]}, 0.1, 0.2, seed=7)["test"]["a"] == first["test"]["a"]
 
 
-# ---------------------------------------------------------------- mode conversion
-
-
-def _mode_cases() -> list[tuple[str, Image.Image, tuple[int, int, int]]]:
-    deep = Image.new("I;16", (4, 4), 40000)  # 40000/65535 of full scale -> 155, not clipped to 255
-    wide = Image.new("I", (4, 4), 0)
-    wide.putpixel((0, 0), 65535)
-    return [
-        ("1", Image.new("1", (4, 4), 1), (255, 255, 255)),
-        ("L", Image.new("L", (4, 4), 77), (77, 77, 77)),
-        ("LA", Image.new("LA", (4, 4), (0, 0)), (255, 255, 255)),  # fully transparent -> white, not black
-        ("RGBA", half_transparent_rgba(), (255, 255, 255)),
-        ("P+transparency", palette_with_transparency(), (255, 255, 255)),
-        ("CMYK", Image.new("CMYK", (4, 4), (0, 255, 255, 0)), (255, 0, 0)),
-        ("I;16", deep, (155, 155, 155)),
-        ("I;16B", deep.convert("I").convert("I;16B"), (155, 155, 155)),
-        ("I 16-bit range", wide, (0, 0, 0)),
-        ("I 8-bit range", Image.new("I", (4, 4), 200), (200, 200, 200)),
-        ("F 0..1", Image.new("F", (4, 4), 0.5), (127, 127, 127)),
-    ]
-
-
-@pytest.mark.parametrize(("label", "img", "pixel"), _mode_cases(), ids=[c[0] for c in _mode_cases()])
-def test_to_rgb_converts_every_odd_mode(label: str, img: Image.Image, pixel: tuple[int, int, int]) -> None:
-    rgb = preprocess.to_rgb(img)
-    assert rgb.mode == "RGB" and rgb.size == img.size
-    assert rgb.getpixel((1, 1)) == pixel
-
-
-def test_to_rgb_keeps_opaque_palette_colours_and_scales_the_whole_16_bit_range() -> None:
-    assert preprocess.to_rgb(palette_with_transparency()).getpixel((6, 6)) == (200, 0, 0)
-    assert preprocess.to_rgb(half_transparent_rgba()).getpixel((6, 6)) == (0, 200, 0)
-    wide = Image.new("I", (2, 1), 0)
-    wide.putpixel((1, 0), 65535)
-    assert preprocess.to_rgb(wide).getpixel((1, 0)) == (255, 255, 255)
-
-
 def test_output_format_rule() -> None:
-    assert preprocess.output_format("JPEG", (10, 10)) == "JPEG"
-    assert preprocess.output_format("PNG", (32, 32)) == "PNG"
-    assert preprocess.output_format("PNG", (2000, 1000)) == "JPEG"  # a big lossless photo would bloat S3
+    # Not shrunk: lossless, so training sees what the endpoint makes of the original (test_rgb_conversion.py).
+    assert preprocess.output_format("JPEG", (10, 10), shrunk=False) == "PNG"
+    assert preprocess.output_format("PNG", (2000, 1000), shrunk=False) == "PNG"
+    # Shrunk: the pixels changed anyway; a lossy photo or a big image stays small.
+    assert preprocess.output_format("JPEG", (10, 10), shrunk=True) == "JPEG"
+    assert preprocess.output_format("PNG", (32, 32), shrunk=True) == "PNG"
+    assert preprocess.output_format("PNG", (2000, 1000), shrunk=True) == "JPEG"  # a big lossless photo bloats S3
+    assert preprocess.kept_as_is("JPEG", "RGB", orientation=1, shrunk=False)
+    assert not preprocess.kept_as_is("JPEG", "RGB", orientation=6, shrunk=False)
+    assert not preprocess.kept_as_is("JPEG", "CMYK", orientation=1, shrunk=False)
+    assert not preprocess.kept_as_is("JPEG", "RGB", orientation=1, shrunk=True)
+    assert not preprocess.kept_as_is("PNG", "RGB", orientation=1, shrunk=False)
 
 
 def test_process_image_treats_the_bomb_warning_as_an_error(tmp_path: Path) -> None:
@@ -330,7 +302,8 @@ def test_presplit_dog_tree_with_broken_and_odd_files(messy_dog_tree: Path, tmp_p
     assert skipped["dogImages/LICENSE.txt"] == "not inside a class folder"
     assert len(skipped) == 6
     converted = out / "train" / DOG_CLASSES[0]
-    for name, pixel in (("cmyk.jpg", None), ("deep.png", (155, 155, 155)), ("palette.png", (255, 255, 255)),
+    # A CMYK JPEG is converted, so it is written lossless (PNG): training sees what serving makes of the original.
+    for name, pixel in (("cmyk.png", None), ("deep.png", (155, 155, 155)), ("palette.png", (255, 255, 255)),
                         ("rgba.png", (255, 255, 255))):
         with Image.open(converted / name) as img:
             assert img.mode == "RGB", name
@@ -503,3 +476,21 @@ def test_overlapping_input_and_output_are_refused_before_anything_is_deleted(tmp
     code, message = run_main(capsys, "--input-dir", data / "train", "--output-dir", data)
     assert code == 2 and message.endswith("overlap; use separate folders")
 
+
+
+def test_the_script_alone_finds_the_modules_the_definition_ships(tmp_path: Path) -> None:
+    """As in a SageMaker processing job: only preprocess.py in the code folder, each module in the folder its
+    ProcessingInput names (steps/prepare_data.py)."""
+    from steps.prepare_data import MODULES_ROOT, PREPROCESS_MODULES
+
+    base = tmp_path / "opt-ml"
+    code = write(tmp_path / "code" / "preprocess.py", SCRIPT.read_bytes())
+    for module in PREPROCESS_MODULES:
+        destination = f"{MODULES_ROOT}/{module}".replace("/opt/ml", str(base), 1)
+        write(Path(destination) / f"{module}.py", (SCRIPT.parent / f"{module}.py").read_bytes())
+    data = folder_per_class(tmp_path / "in", {"cats": 4, "dogs": 4})
+    done = subprocess.run([sys.executable, "-I", str(code), "--input-dir", str(data), "--output-dir",
+                           str(tmp_path / "out")], env={"SAGEMAKER_BASE_DIR": str(base), "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert load_manifest(tmp_path / "out")["classes"] == ["cats", "dogs"]

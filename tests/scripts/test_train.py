@@ -324,7 +324,8 @@ def test_contract_run_with_debugger(tmp_path: Path, split_dir: Path) -> None:
 
     model_dir = base / "model"
     assert sorted(p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*")) == [
-        "code", "code/inference.py", "code/requirements.txt", "model.pth", "model_meta.json"]
+        "code", "code/inference.py", "code/requirements.txt", "code/rgb_conversion.py", "model.pth",
+        "model_meta.json"]
     assert (model_dir / "code/inference.py").read_bytes() == Path(inference.__file__).read_bytes()
     meta = json.loads((model_dir / "model_meta.json").read_text())
     assert set(meta) == META_KEYS
