@@ -1,6 +1,31 @@
 """Packaging: the pipeline assembly, the local engine and the CLI's dependencies."""
 
+import runpy
+import shutil
+from pathlib import Path
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+ROOT = Path(__file__).resolve().parent
+# pipelines/project_files.py names the files it reads from pipelines/bundled/ when installed (a wheel holds only
+# packages); run by path, so building imports nothing of the project.
+BUNDLED_FILES = runpy.run_path(str(ROOT / "pipelines" / "project_files.py"))["BUNDLED_FILES"]
+
+
+class BuildPyWithBundledFiles(build_py):
+    """build_py, plus the defaults file and the container scripts copied into pipelines/bundled/."""
+
+    def run(self) -> None:
+        super().run()
+        bundled = Path(self.build_lib) / "pipelines" / "bundled"
+        shutil.rmtree(bundled, ignore_errors=True)
+        bundled.mkdir(parents=True)
+        for name in BUNDLED_FILES:
+            if (ROOT / name).is_dir():
+                shutil.copytree(ROOT / name, bundled / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            else:
+                shutil.copyfile(ROOT / name, bundled / name)
 
 INSTALL_REQUIRES = [
     # v3 dropped Estimator, HyperparameterTuner and Debugger rules; 2.257 is the first with native endpoint steps.
@@ -28,7 +53,8 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS_REQUIRE = {
-    "dev": ["pytest", "moto[server]>=5.0", "ruff"],
+    # setuptools>=70.1 builds wheels without the `wheel` package: tests/test_packaging.py builds one offline.
+    "dev": ["pytest", "moto[server]>=5.0", "ruff", "setuptools>=70.1"],
 }
 
 setup(
@@ -41,4 +67,5 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     entry_points={"console_scripts": ["image-pipeline=pipeline:cli"]},
+    cmdclass={"build_py": BuildPyWithBundledFiles},
 )

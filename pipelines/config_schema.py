@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULTS_FILE = REPO_ROOT / "pipeline.toml"
+from pipelines.project_files import DEFAULTS_FILE
+
+REPO_ROOT = Path(__file__).resolve().parents[1]  # where `pipelines` is importable from (a checkout or site-packages)
 ENV_PREFIX = "PIPELINE_"
 TARGETS = ("local", "sagemaker")
 TUNING_STRATEGIES = ("Bayesian", "Random", "Grid", "Hyperband")

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from sagemaker import image_uris
 
 from pipelines.config import PipelineConfig
+from pipelines.project_files import SCRIPTS_DIR as SCRIPTS_DIR  # the builders' code location, re-exported
 
-SCRIPTS_DIR = Path(__file__).resolve().parents[1] / "scripts"
 # The newest PyTorch pair the SDK (2.257) accepts for both training and inference images.
 FRAMEWORK_VERSION = "2.6.0"
 PY_VERSION = "py312"
