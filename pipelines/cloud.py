@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import mimetypes
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -22,6 +23,7 @@ from botocore.exceptions import (
 )
 
 from pipelines.config import PipelineConfig
+from pipelines.model_quality import accuracy_of, sagemaker_endpoint_url
 from pipelines.s3_urls import parse_s3_url
 from pipelines.targets import ExecutionSummary, ProgressCallback, StepSummary, TargetError, files_to_upload
 
@@ -240,14 +242,31 @@ class SageMakerOperations:
             pages = self.target.client.get_paginator("list_model_packages").paginate(ModelPackageGroupName=group)
             rows = [row for page in pages for row in page.get("ModelPackageSummaryList", [])]
         return [{"arn": r["ModelPackageArn"], "approval": r.get("ModelApprovalStatus", ""),
-                 "created": _iso(r.get("CreationTime")), "accuracy": None} for r in rows]
+                 "created": _iso(r.get("CreationTime")), "accuracy": self._accuracy(r["ModelPackageArn"])}
+                for r in rows]
+
+    def _accuracy(self, package_arn: str) -> float | None:
+        """The test accuracy in the package's ModelMetrics (EvaluateModel's evaluation.json); None when the package
+        has none or it cannot be read: one unreadable report must not hide the other versions."""
+        try:
+            described = self.target.client.describe_model_package(ModelPackageName=package_arn)
+            uri = (((described.get("ModelMetrics") or {}).get("ModelQuality") or {}).get("Statistics") or {}) \
+                .get("S3Uri")
+            if not uri:
+                return None
+            location = parse_s3_url(uri, "the model's statistics")
+            body = self.target.boto_session.client("s3").get_object(Bucket=location.bucket, Key=location.key)
+            return accuracy_of(json.loads(body["Body"].read()))
+        except (ClientError, BotoCoreError, ValueError):
+            return None
 
     def list_endpoints(self) -> list[dict[str, Any]]:
+        region = self.target.boto_session.region_name or self.target.config.project.region
         with aws_errors("endpoints"):
             pages = self.target.client.get_paginator("list_endpoints").paginate()
             rows = [row for page in pages for row in page.get("Endpoints", [])]
-        return [{"name": r["EndpointName"], "status": r.get("EndpointStatus", ""), "url": r.get("EndpointArn", "")}
-                for r in rows]
+        return [{"name": r["EndpointName"], "status": r.get("EndpointStatus", ""), "arn": r.get("EndpointArn", ""),
+                 "url": sagemaker_endpoint_url(region, r["EndpointName"])} for r in rows]
 
     def delete_endpoint(self, name: str) -> None:
         with aws_errors(f"delete of endpoint {name}"):

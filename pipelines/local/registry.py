@@ -17,6 +17,7 @@ from pipelines.local.container import DEFAULT_REGION, job_arn
 from pipelines.local.state import StateStore, utc_now
 from pipelines.local.step_api import StepFailed, StepRun
 from pipelines.local.workspace import Workspace
+from pipelines.model_quality import accuracy_of
 from pipelines.targets import TargetError
 
 # The service's default for a package registered into a group without ModelApprovalStatus.
@@ -55,18 +56,6 @@ def metric_references(model_metrics: Mapping[str, Any] | None) -> Iterator[tuple
         for kind, source in (sources or {}).items():
             if isinstance(source, Mapping) and isinstance(source.get("S3Uri"), str):
                 yield f"{section}.{kind}", source["S3Uri"]
-
-
-def accuracy_of(metrics_content: Mapping[str, Any] | None) -> float | None:
-    """Test accuracy from a model-quality statistics document (multiclass or binary classification), if any."""
-    statistics = (metrics_content or {}).get("ModelQuality.Statistics")
-    if not isinstance(statistics, Mapping):
-        return None
-    for problem in ("multiclass_classification_metrics", "binary_classification_metrics"):
-        value = (statistics.get(problem) or {}).get("accuracy", {}).get("value")
-        if isinstance(value, (int, float)):
-            return float(value)
-    return None
 
 
 def check_approval(status: str) -> None:
@@ -155,7 +144,7 @@ class ModelRegistry:
         return {
             "arn": row["arn"], "group": row["group_name"], "version": row["version"],
             "approval": row["approval_status"], "status": "Completed", "description": row["description"],
-            "accuracy": accuracy_of(metrics), "metrics": metrics,
+            "accuracy": accuracy_of((metrics or {}).get("ModelQuality.Statistics")), "metrics": metrics,
             "model_data_url": containers[0].get("ModelDataUrl"), "created": row["created"],
         }
 

@@ -17,11 +17,11 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pipelines.model_quality import sagemaker_endpoint_url
 from pipelines.report.artifacts import S3Files
 from pipelines.report.assemble import ExecutionFacts, build_report
 from pipelines.report.graph import StepFacts
 from pipelines.report.model import ReportData
-from pipelines.report.sections import sagemaker_endpoint_url
 from pipelines.targets import TargetError
 from pipelines.validation import iter_steps
 

@@ -182,7 +182,3 @@ def endpoint_section(described: Mapping[str, Any], url: str | None, instance_typ
                     status=described.get("EndpointStatus"), url=url,
                     config_name=described.get("EndpointConfigName"), instance_type=instance_type,
                     failure_reason=described.get("FailureReason") or None)
-
-
-def sagemaker_endpoint_url(region: str, name: str) -> str:
-    return f"https://runtime.sagemaker.{region}.amazonaws.com/endpoints/{name}/invocations"

@@ -510,6 +510,44 @@ def test_upload_data_of_an_empty_folder_is_refused(aws: None, tmp_path: Path) ->
     assert_refused(run("upload-data", str(empty)), f"{empty} holds no files: nothing to upload")
 
 
+def register(sagemaker: Any, metrics: dict[str, Any] | None) -> str:
+    extra = {"ModelMetrics": {"ModelQuality": {"Statistics": {
+        "ContentType": "application/json", "S3Uri": f"s3://{BUCKET}/eval/evaluation.json"}}}} if metrics else {}
+    if metrics:
+        boto3.client("s3", region_name=REGION).put_object(Bucket=BUCKET, Key="eval/evaluation.json",
+                                                           Body=json.dumps(metrics).encode())
+    return sagemaker.create_model_package(
+        ModelPackageGroupName=NAME, ModelApprovalStatus="PendingManualApproval",
+        InferenceSpecification={"Containers": [{"Image": "image"}], "SupportedContentTypes": ["image/png"],
+                                "SupportedResponseMIMETypes": ["application/json"]}, **extra)["ModelPackageArn"]
+
+
+def test_models_shows_the_test_accuracy_from_the_packages_model_metrics(aws: None) -> None:
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    sagemaker.create_model_package_group(ModelPackageGroupName=NAME)
+    measured = register(sagemaker, {"multiclass_classification_metrics": {"accuracy": {"value": 0.9375}}})
+    unmeasured = register(sagemaker, None)
+    listed = run("models", "--json")
+    assert listed.exit_code == 0, listed.output
+    accuracy = {row["arn"]: row["accuracy"] for row in json.loads(listed.stdout)}
+    assert accuracy == {measured: 0.9375, unmeasured: None}
+    table = run("models")
+    assert "0.9375" in table.stdout
+
+
+def test_endpoints_shows_the_invocation_url_and_the_arn_apart(aws: None) -> None:
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    sagemaker.create_model(ModelName="m", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": "image"})
+    sagemaker.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[{
+        "VariantName": "v", "ModelName": "m", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
+    arn = sagemaker.create_endpoint(EndpointName=NAME, EndpointConfigName="c")["EndpointArn"]
+    listed = run("endpoints", "--json")
+    assert listed.exit_code == 0, listed.output
+    [row] = json.loads(listed.stdout)
+    assert row["arn"] == arn
+    assert row["url"] == f"https://runtime.sagemaker.{REGION}.amazonaws.com/endpoints/{NAME}/invocations"
+
+
 def test_approve_changes_the_model_packages_status(aws: None) -> None:
     sagemaker = boto3.client("sagemaker", region_name=REGION)
     sagemaker.create_model_package_group(ModelPackageGroupName=NAME)

@@ -462,9 +462,6 @@ def stage_source_dir(workspace: Workspace) -> str:
 
 
 def test_two_real_trials_of_train_py(tmp_path, small_digits_dir):
-    training = pytest.importorskip("pipelines.local.training", reason="pipelines/local/training.py not written yet")
-    if not hasattr(training, "run_training_job"):
-        pytest.skip("training.run_training_job not written yet")
     workspace = Workspace.open(tmp_path / "ws")
     stage_tiny_split(workspace, small_digits_dir)
     request = tuning_request(max_jobs=2, parallel=2, ranges={

@@ -236,7 +236,7 @@ def test_system_metrics_in_debuggers_format_and_the_local_engines() -> None:
 
 
 def test_system_metrics_the_local_profiler_writes_are_read_in_both_layouts(tmp_path) -> None:
-    timeline = pytest.importorskip("pipelines.local.profiling.timeline")
+    from pipelines.local.profiling import timeline
     sample = timeline.Sample(Timestamp=T0, CPUUtilization={"cpu0": 50.0}, MemoryUsedPercent=40.0, JobCPUPercent=99.0)
     recorded = timeline.Timeline(cores=[0], interval_ms=500, samples=[sample])
     from_job_dir = parse_system_metrics(json.dumps(recorded.to_json()).encode())

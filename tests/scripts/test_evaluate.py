@@ -414,8 +414,6 @@ def test_confusion_plot_is_skipped_without_matplotlib(tmp_path: Path, monkeypatc
 
 # ---------------------------------------------------------------- the project's real serving handler
 
-REAL_INFERENCE = SCRIPT.parent / "inference.py"
-needs_real_inference = pytest.mark.skipif(not REAL_INFERENCE.is_file(), reason="scripts/inference.py not written yet")
 
 
 def _noise_png(path: Path, seed: int, mode: str) -> None:
@@ -424,13 +422,11 @@ def _noise_png(path: Path, seed: int, mode: str) -> None:
     Image.fromarray(pixels, mode="RGBA").convert(mode).save(path)
 
 
-@needs_real_inference
 def test_real_handler_artifact_scores_exactly_like_serving(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     import shutil
 
+    import inference
     import torch
-
-    inference = pytest.importorskip("inference")
     names = ["a-cat", "b-dog", "c-fox"]
     torch.manual_seed(0)
     model_dir = tmp_path / "model"
@@ -440,7 +436,10 @@ def test_real_handler_artifact_scores_exactly_like_serving(tmp_path: Path, capsy
             "mean": list(inference.IMAGENET_MEAN), "std": list(inference.IMAGENET_STD), "framework": "pytorch",
             "torch_version": torch.__version__}
     (model_dir / "model_meta.json").write_text(json.dumps(meta))
-    shutil.copy(REAL_INFERENCE, model_dir / "code" / "inference.py")
+    from artifacts import SERVING_MODULES
+
+    for module in SERVING_MODULES:  # code/ as train.py writes it: the handler and the conversion it imports
+        shutil.copy(SCRIPT.parent / module, model_dir / "code" / module)
     archive_dir = make_archive(model_dir, tmp_path / "packed" / "model.tar.gz").parent
     modes = ("RGB", "L", "RGBA", "P")  # grayscale, alpha and palette images go through the handler's own to_rgb
     for c, name in enumerate(names[:2]):
@@ -472,8 +471,6 @@ def test_real_handler_artifact_scores_exactly_like_serving(tmp_path: Path, capsy
 REAL_TRAIN = SCRIPT.parent / "train.py"
 
 
-@needs_real_inference
-@pytest.mark.skipif(not REAL_TRAIN.is_file(), reason="scripts/train.py not written yet")
 def test_model_trained_by_train_py_evaluates_like_its_own_validation(
         tmp_path: Path, small_digits_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     # Same images for validation and test: evaluation (serving's preprocessing) must reproduce the accuracy
