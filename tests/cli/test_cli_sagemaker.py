@@ -222,8 +222,8 @@ def test_upsert_uploads_every_code_object_the_definition_names(upserted_twice: U
     for described, objects in ((upserted_twice.stored_first, upserted_twice.objects_first),
                                (upserted_twice.stored_second, upserted_twice.objects_second)):
         uris = code_uris(stored_definition(described))
-        assert {uri.rsplit("/", 1)[1] for uri in uris} == {"preprocess.py", "safe_extract.py", "evaluate.py",
-                                                           "sourcedir.tar.gz"}
+        assert {uri.rsplit("/", 1)[1] for uri in uris} == {"preprocess.py", "safe_extract.py", "rgb_conversion.py",
+                                                           "evaluate.py", "sourcedir.tar.gz"}
         keys = {uri.removeprefix(f"s3://{BUCKET}/") for uri in uris}
         assert keys <= set(objects), keys - set(objects)
     objects = upserted_twice.objects_first
