@@ -17,6 +17,7 @@ import preprocess
 import pytest
 import safe_extract
 from PIL import Image
+from test_rgb_conversion import half_transparent_rgba, palette_with_transparency
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "preprocess.py"
 DOG_CLASSES = ["001.Affenpinscher", "002.Afghan_hound", "003.Airedale_terrier"]
@@ -54,20 +55,6 @@ def save_png(img: Image.Image, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path, "PNG")
     return path
-
-
-def palette_with_transparency() -> Image.Image:
-    img = Image.new("P", (8, 8), 0)
-    img.putpalette([200, 0, 0] + [0, 0, 200] + [0, 0, 0] * 254)
-    img.paste(1, (0, 0, 4, 8))  # left half: palette index 1, declared transparent below
-    img.info["transparency"] = 1
-    return img
-
-
-def half_transparent_rgba() -> Image.Image:
-    img = Image.new("RGBA", (8, 8), (0, 200, 0, 255))
-    img.paste((0, 0, 0, 0), (0, 0, 4, 8))
-    return img
 
 
 def folder_per_class(root: Path, classes: dict[str, int], size: tuple[int, int] = (40, 30)) -> Path:
