@@ -3,7 +3,8 @@ here, so a step builder can trust the values it is given."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from pipelines.config_schema import APPROVAL_STATUSES, TUNING_STRATEGIES, ConfigError, PipelineConfig
 from pipelines.s3_urls import parse_s3_url
@@ -47,6 +48,12 @@ def check_config(config: PipelineConfig, origins: Mapping[str, str]) -> None:
         fail("tuning.ranges", "at least one hyperparameter range is needed to tune")
     if config.registry.approval_status not in APPROVAL_STATUSES:
         fail("registry.approval_status", f"approval_status must be one of {', '.join(APPROVAL_STATUSES)}")
+    if config.training.image_size < 0:
+        fail("training.image_size", "image_size must be positive (px), or 0 to follow the training images, "
+             f"got {config.training.image_size}")
+    if config.training.weights_url:
+        _check_weights_url(config.training.weights_url, config.project.target,
+                           lambda message: fail("training.weights_url", message))
     if not 0 <= config.evaluation.accuracy_threshold <= 1:
         fail("evaluation.accuracy_threshold", "accuracy_threshold must be between 0 and 1")
     if config.debugger.save_interval < 1:
@@ -61,6 +68,24 @@ def check_config(config: PipelineConfig, origins: Mapping[str, str]) -> None:
              "action's job-name prefix is fixed when the definition is built, but SageMaker Pipelines name the "
              "training job when it starts, so the action would never stop it. Leave [debugger] stop_training_on "
              "empty for sagemaker (the rules still run and report IssuesFound); the local target honours it")
+    if instances.spot and instances.max_wait_seconds < instances.max_run_seconds:
+        fail("instances.max_wait_seconds", "max_wait_seconds must be >= max_run_seconds for spot training: "
+             + shown("instances.max_wait_seconds", "instances.max_run_seconds"))
+    _check_rule_names(config, origins)
+
+
+def _check_weights_url(url: str, target: str, fail: Callable[[str], None]) -> None:
+    if url.startswith("s3://") or target == "sagemaker":
+        try:
+            parse_s3_url(url, "weights_url")
+        except ValueError as err:
+            fail(str(err))
+    elif not Path(url).expanduser().exists():
+        fail(f"weights_url {url!r} is neither an S3 URL nor a file or folder on this machine: give the .pth state "
+             f"dict (or a folder holding exactly one)")
+
+
+def _check_rule_names(config: PipelineConfig, origins: Mapping[str, str]) -> None:
     for section in ("debugger", "profiler"):
         rules = getattr(config, section)
         for key, names in (("stop_training_on", rules.stop_training_on), ("rule_parameters", rules.rule_parameters)):
@@ -71,6 +96,3 @@ def check_config(config: PipelineConfig, origins: Mapping[str, str]) -> None:
                     where = origins.get(dotted, origins.get(f"{section}.{key}", "config"))
                     raise ConfigError(f"{where}: [{section}] {key}: {name!r} is configured but not in rules "
                                       f"({origins.get(f'{section}.rules', 'config')}); add it to rules or remove it")
-    if instances.spot and instances.max_wait_seconds < instances.max_run_seconds:
-        fail("instances.max_wait_seconds", "max_wait_seconds must be >= max_run_seconds for spot training: "
-             + shown("instances.max_wait_seconds", "instances.max_run_seconds"))

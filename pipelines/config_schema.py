@@ -80,6 +80,7 @@ class TrainingConfig:
     freeze_backbone: bool
     hflip: bool
     seed: int
+    weights_url: str
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ PARAMETER_SPECS: tuple[ParameterSpec, ...] = (
     ),
     ParameterSpec("EndpointName", STRING, "endpoint created, or updated, with the new model"),
     ParameterSpec("Arch", STRING, "torchvision architecture to fine-tune"),
-    ParameterSpec("ImageSize", INTEGER, "side of the square images the network sees (px)"),
+    ParameterSpec("ImageSize", INTEGER, "side of the square images the network sees (px); 0: follow the images"),
 )
 
 

@@ -23,6 +23,8 @@ from PIL import Image
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 # Training crops come from a slightly larger image than the model sees, so a random crop still covers most of it.
 TRAIN_CACHE_MARGIN = 1.15
+# image_size=0 picks a side from the data, never below what the torchvision classifiers accept.
+AUTO_IMAGE_SIZE_MIN = 32
 
 
 class DataError(Exception):
@@ -94,19 +96,37 @@ def load_splits(train_dir: Path, validation_dir: Path) -> tuple[Split, Split]:
     return train, validation
 
 
-def train_cache_side(paths: list[Path], image_size: int, probe: int = 32) -> int:
-    """Side of the cached training images: a margin above ``image_size`` for random crops, unless the images are
-    no bigger than ``image_size`` anyway (upscaling them for the margin adds memory, not information)."""
+def median_short_side(paths: list[Path], probe: int = 32) -> int | None:
+    """The median shorter side of up to ``probe`` images spread over ``paths``, from their headers only."""
     sides = []
     for path in paths[:: max(1, len(paths) // probe)][:probe]:
         try:
-            with Image.open(path) as image:  # reads the header only
+            with Image.open(path) as image:
                 sides.append(min(image.size))
         except OSError:
             continue
-    if sides and sorted(sides)[len(sides) // 2] <= image_size:
+    return sorted(sides)[len(sides) // 2] if sides else None
+
+
+def train_cache_side(paths: list[Path], image_size: int) -> int:
+    """Side of the cached training images: a margin above ``image_size`` for random crops, unless the images are
+    no bigger than ``image_size`` anyway (upscaling them for the margin adds memory, not information)."""
+    median = median_short_side(paths)
+    if median is not None and median <= image_size:
         return image_size
     return math.ceil(image_size * TRAIN_CACHE_MARGIN)
+
+
+def image_size_for_data(paths: list[Path], largest: int) -> tuple[int, str]:
+    """``image_size=0``: the side the images themselves suggest, their median short side rounded down to a multiple
+    of 16, kept within [AUTO_IMAGE_SIZE_MIN, ``largest``]. Small images are not blown up past what they hold, big
+    photos are shrunk only as far as the budget ``largest`` (the caller's, per device) requires."""
+    median = median_short_side(paths, probe=64)
+    if median is None:
+        raise DataError(f"image_size=0 follows the training images, but none of {len(paths)} could be read")
+    size = min(max(median // 16 * 16, AUTO_IMAGE_SIZE_MIN), largest)
+    return size, (f"image_size: {size}px, from the training images (median short side {median}px, "
+                  f"kept within {AUTO_IMAGE_SIZE_MIN}-{largest}px); pass image_size to choose another")
 
 
 def load_uint8(path: Path, side: int) -> torch.Tensor | None:
@@ -200,16 +220,23 @@ class InputData:
     cached: bool
     train_side: int
     skipped: int
+    image_size: int
 
 
 def prepare_input(
-    train_dir: Path, validation_dir: Path, image_size: int, memory_fraction: float, workers: int, pin_memory: bool
+    train_dir: Path, validation_dir: Path, image_size: int, memory_fraction: float, workers: int, pin_memory: bool,
+    largest_auto_size: int = 224,
 ) -> tuple[InputData, str]:
-    """Scans both channels and caches them in memory when they fit ``memory_fraction`` of RAM.
+    """Scans both channels and caches them in memory when they fit ``memory_fraction`` of RAM; ``image_size`` 0
+    takes the size from the images (see image_size_for_data), and ``InputData.image_size`` says which it was.
 
-    Returns the data and one log line describing what was done.
+    Returns the data and the log lines describing what was done.
     """
     train, validation = load_splits(train_dir, validation_dir)
+    chosen = ""
+    if image_size == 0:
+        image_size, chosen = image_size_for_data(train.paths, largest_auto_size)
+        chosen += "\n"
     side = train_cache_side(train.paths, image_size)
     need = 3 * (len(train.paths) * side * side + len(validation.paths) * image_size * image_size)
     budget = int(memory_fraction * total_memory_bytes())
@@ -218,8 +245,9 @@ def prepare_input(
         data = InputData(
             train.classes, LazySource(train.paths, train.labels, side, workers, pin_memory),
             LazySource(validation.paths, validation.labels, image_size, workers, pin_memory), False, side, 0,
+            image_size,
         )
-        return data, f"data: {counts}; lazy decode with {workers} workers ({need / 2**20:.0f} MiB > budget " \
+        return data, chosen + f"data: {counts}; lazy decode with {workers} workers ({need / 2**20:.0f} MiB > budget " \
                      f"{budget / 2**20:.0f} MiB)"
     threads = cpu_count()
     train_images, train_labels, bad_train = decode_all(train.paths, train.labels, side, threads)
@@ -228,10 +256,11 @@ def prepare_input(
         raise DataError(f"too few readable images: {len(train_labels)} train, {len(val_labels)} validation")
     data = InputData(
         train.classes, CachedSource(train_images, train_labels), CachedSource(val_images, val_labels),
-        True, side, bad_train + bad_val,
+        True, side, bad_train + bad_val, image_size,
     )
     skipped = f", skipped {bad_train + bad_val} unreadable" if bad_train + bad_val else ""
-    return data, f"data: {counts}; cached in memory at {side}px/{image_size}px ({need / 2**20:.1f} MiB){skipped}"
+    cache = f"cached in memory at {side}px/{image_size}px ({need / 2**20:.1f} MiB){skipped}"
+    return data, chosen + f"data: {counts}; {cache}"
 
 
 def augment(

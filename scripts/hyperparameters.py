@@ -28,7 +28,7 @@ class Config:
     optimizer: str = "adam"
     momentum: float = 0.9
     weight_decay: float = 1e-4
-    image_size: int = 224
+    image_size: int = 224  # 0: follow the training images (data_cache.image_size_for_data)
     freeze_backbone: bool = False
     seed: int = 42
     hflip: bool = False
@@ -124,11 +124,12 @@ def validate(config: Config) -> None:
     config.optimizer = config.optimizer.lower()
     if config.optimizer not in OPTIMIZERS:
         raise ConfigError(f"optimizer={config.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
-    positive = {"epochs": config.epochs, "batch_size": config.batch_size, "image_size": config.image_size,
-                "lr": config.lr}
+    positive = {"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr}
     for name, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{name} must be positive, got {value}")
+    if config.image_size < 0:
+        raise ConfigError(f"image_size must be positive, or 0 to follow the training images, got {config.image_size}")
     if not 0 < config.min_crop_scale <= 1:
         raise ConfigError(f"min_crop_scale must be in (0, 1], got {config.min_crop_scale}")
     if not 0 <= config.label_smoothing < 1:

@@ -20,12 +20,16 @@ class ConfigError(Exception):
 
 
 def find_weights_file(weights_dir: Path) -> Path | None:
+    """The one .pth/.pt file of the weights channel, None when the job has no such channel."""
     if not weights_dir.is_dir():
         return None
     files = sorted(p for p in weights_dir.rglob("*") if p.suffix in (".pth", ".pt") and not p.name.startswith("."))
-    if len(files) > 1:
-        raise ConfigError(f"weights channel {weights_dir} holds {len(files)} .pth/.pt files; give exactly one")
-    return files[0] if files else None
+    if len(files) != 1:
+        # A channel the user gave that holds no weights must not quietly become a random init.
+        found = sorted(str(p.relative_to(weights_dir)) for p in weights_dir.rglob("*") if p.is_file())[:5]
+        raise ConfigError(f"weights channel {weights_dir} holds {len(files)} .pth/.pt files (files: "
+                          f"{', '.join(found) or 'none'}); give exactly one state dict")
+    return files[0]
 
 
 def backbone_state(state: dict, drop: tuple[str, ...]) -> OrderedDict:
@@ -81,8 +85,8 @@ def create_model(
             raise
         raise ConfigError(
             f"could not download ImageNet weights for {arch} ({type(exc).__name__}: {exc}). Without internet "
-            f"access (network isolation, offline), pass a .pth state dict through the 'weights' channel, or set "
-            f"pretrained=false to train from scratch"
+            f"access (network isolation, offline), pass a .pth state dict through the 'weights' channel (the "
+            f"pipeline's [training] weights_url), or set pretrained=false to train from scratch"
         ) from exc
     message = f"weights: ImageNet ({arch}, torchvision)" if pretrained else "weights: random init"
     if weights_file is not None:

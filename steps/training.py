@@ -153,6 +153,6 @@ def build_training_step(
         name=STEP_NAME,
         display_name="Train model",
         description="Train with the best tuning job's hyperparameters; Debugger and Profiler rules watch the job",
-        step_args=estimator.fit(inputs=training_channels(prepare)),
+        step_args=estimator.fit(inputs=training_channels(prepare, config.training.weights_url)),
         cache_config=cache,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sagemaker.inputs import TrainingInput
 from sagemaker.parameter import CategoricalParameter, ContinuousParameter, IntegerParameter, ParameterRange
 from sagemaker.tuner import HyperparameterTuner
@@ -24,8 +26,14 @@ def to_parameter_range(spec: HyperparameterRange) -> ParameterRange:
     return ContinuousParameter(spec.min, spec.max, scaling_type=spec.scaling)
 
 
-def training_channels(prepare: ProcessingStep) -> dict[str, TrainingInput]:
-    return {split: TrainingInput(s3_data=split_uri(prepare, split)) for split in ("train", "validation")}
+def training_channels(prepare: ProcessingStep, weights_url: str) -> dict[str, TrainingInput]:
+    """PrepareData's train and validation splits, and the backbone's state dict as `weights` when one is given."""
+    channels = {split: TrainingInput(s3_data=split_uri(prepare, split)) for split in ("train", "validation")}
+    if weights_url:
+        # A path on this machine (local target only) is made absolute: the engine may run elsewhere than here.
+        url = weights_url if weights_url.startswith("s3://") else str(Path(weights_url).expanduser().resolve())
+        channels["weights"] = TrainingInput(s3_data=url)
+    return channels
 
 
 def build_tuning_step(
@@ -57,6 +65,6 @@ def build_tuning_step(
         display_name="Tune hyperparameters",
         description=f"{tuning.strategy} search over {', '.join(r.name for r in tuning.ranges)}, "
         f"maximising {OBJECTIVE_METRIC}",
-        step_args=tuner.fit(inputs=training_channels(prepare)),
+        step_args=tuner.fit(inputs=training_channels(prepare, config.training.weights_url)),
         cache_config=cache,
     )

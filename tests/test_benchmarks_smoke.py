@@ -147,3 +147,28 @@ def test_sample_digits_read_without_scikit_learn_match_load_digits() -> None:
     images, targets = load_digit_arrays()
     digits = load_digits()
     assert np.array_equal(images, digits.images) and np.array_equal(targets, digits.target)
+
+
+def test_photo_dataset_is_a_users_style_tree_of_real_photographs(tmp_path) -> None:
+    from PIL import Image
+
+    from benchmarks.photo_dataset import SPLIT_BANDS, photo_sources, write_photo_dataset
+
+    out = write_photo_dataset(tmp_path / "photos", per_class=7, side=24, seed=3)
+    classes = sorted(photo_sources())
+    assert sorted(p.name for p in out.iterdir()) == sorted(SPLIT_BANDS)
+    for split in SPLIT_BANDS:
+        assert sorted(p.name for p in (out / split).iterdir()) == classes
+    modes = set()
+    for path in (out / "train").rglob("*.*"):
+        if path.name == "broken.jpg":
+            continue
+        with Image.open(path) as image:
+            modes.add(image.mode)
+            assert image.size == (24, 24)
+    assert {"CMYK", "P", "RGB"} <= modes  # the odd modes users' folders hold
+    with pytest.raises(OSError):
+        Image.open(out / "train" / "brick" / "broken.jpg").load()
+    again = write_photo_dataset(tmp_path / "again", per_class=7, side=24, seed=3)
+    same = "train/grass/0002.jpg"  # same arguments, same files
+    assert (again / same).read_bytes() == (out / same).read_bytes()

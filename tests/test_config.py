@@ -42,12 +42,12 @@ def test_no_file_no_env_gives_pipeline_toml_with_its_local_tables() -> None:
     assert config.project.pipeline_name == defaults["project"]["pipeline_name"]
     # [local.*] replaced the cloud values on the local target...
     assert config.training.arch == defaults["local"]["training"]["arch"]
-    assert config.training.pretrained is False and config.training.image_size == 32
+    assert config.training.pretrained is False and config.training.image_size == 0  # follow the images
     assert config.tuning.strategy == defaults["local"]["tuning"]["strategy"]
     assert config.tuning.max_jobs == defaults["local"]["tuning"]["max_jobs"]
     assert config.evaluation.accuracy_threshold == defaults["local"]["evaluation"]["accuracy_threshold"]
     epochs = ranges_by_name(config)["epochs"]
-    assert (epochs.min, epochs.max) == (3, 4)
+    assert (epochs.min, epochs.max) == (6, 8)
     # ...the rest stays as [section] says, and [local]'s own keys land in config.local.
     assert config.training.optimizer == defaults["training"]["optimizer"]
     assert config.local.workspace == defaults["local"]["workspace"]
@@ -251,12 +251,14 @@ def test_range_that_is_not_a_table_is_refused(tmp_path: Path) -> None:
          "approval_status must be one of PendingManualApproval, Approved, Rejected"),
         ({"PIPELINE_EVALUATION_ACCURACY_THRESHOLD": "1.5"}, "PIPELINE_EVALUATION_ACCURACY_THRESHOLD",
          "accuracy_threshold must be between 0 and 1"),
+        ({"PIPELINE_TRAINING_IMAGE_SIZE": "-1"}, "PIPELINE_TRAINING_IMAGE_SIZE",
+         "image_size must be positive (px), or 0 to follow the training images, got -1"),
         ({"PIPELINE_INSTANCES_SPOT": "true", "PIPELINE_INSTANCES_MAX_WAIT_SECONDS": "3600"},
          "PIPELINE_INSTANCES_MAX_WAIT_SECONDS", "max_wait_seconds must be >= max_run_seconds for spot training"),
     ],
     ids=["fractions-sum-1", "fractions-over-1", "val-over-1", "no-test-split", "parallel-over-max",
          "parallel-zero", "bad-strategy", "bad-early-stopping", "bad-approval", "threshold-over-1",
-         "spot-wait-below-run"],
+         "negative-image-size", "spot-wait-below-run"],
 )
 def test_inconsistent_values_are_refused_naming_their_origin(environ: dict, where: str, message: str) -> None:
     refused(f"{where}: [", overrides=SAGEMAKER, environ=environ)
@@ -368,3 +370,15 @@ def test_input_data_url_may_be_a_folder_on_the_local_target_but_an_s3_one_must_h
     folder = str(tmp_path / "photos")
     assert load_config(environ={"PIPELINE_DATA_INPUT_DATA_URL": folder}).data.input_data_url == folder
     refused("names a bucket but no key prefix", environ={"PIPELINE_DATA_INPUT_DATA_URL": "s3://datasets"})
+
+
+def test_weights_url_is_an_s3_url_on_sagemaker_and_may_be_a_path_here_locally(tmp_path: Path) -> None:
+    refused("PIPELINE_TRAINING_WEIGHTS_URL: [training] weights_url '/models/r50.pth' is not an S3 URL",
+            overrides=SAGEMAKER, environ={"PIPELINE_TRAINING_WEIGHTS_URL": "/models/r50.pth"})
+    missing = tmp_path / "r18.pth"
+    refused(f"[training] weights_url '{missing}' is neither an S3 URL nor a file or folder on this machine",
+            environ={"PIPELINE_TRAINING_WEIGHTS_URL": str(missing)})
+    missing.write_bytes(b"state dict")
+    assert load_config(environ={"PIPELINE_TRAINING_WEIGHTS_URL": str(missing)}).training.weights_url == str(missing)
+    s3 = "s3://my-models/r50.pth"
+    assert load_config(overrides=SAGEMAKER, environ={"PIPELINE_TRAINING_WEIGHTS_URL": s3}).training.weights_url == s3

@@ -95,7 +95,7 @@ def test_real_definition_runs_every_step_in_order(tmp_path, real_definition):
         "Outcome": True}
     calls = {call.step: call.arguments for call in harness.behaviour.calls}
     assert {k: calls["TrainModel"]["HyperParameters"][k] for k in ("lr", "batch_size", "epochs", "image_size")} == {
-        "lr": "0.001", "batch_size": '"64"', "epochs": "3", "image_size": "32"}
+        "lr": "0.001", "batch_size": '"64"', "epochs": "3", "image_size": "0"}  # 0: follow the images
     train_uri = calls["TrainModel"]["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"]
     assert train_uri == "s3://local-pipeline/image-classifier/exec00000001/PrepareData/output/train"
     model = calls["EvaluateModel"]["ProcessingInputs"][0]["S3Input"]["S3Uri"]

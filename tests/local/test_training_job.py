@@ -240,28 +240,33 @@ def resolve(value: Any, values: dict[str, Any]) -> Any:
     return value
 
 
-@pytest.fixture(scope="module")
-def real_workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, dict[str, Any]]:
-    """A workspace holding the code the SDK uploads while it builds the definition (sourcedir.tar.gz), and
-    TrainModel's arguments."""
+def real_train_model_arguments(ws: Workspace, **overrides: Any) -> dict[str, Any]:
+    """TrainModel's arguments in the real definition, built into `ws` (which then holds the sourcedir.tar.gz the SDK
+    uploads)."""
     from pipelines.assembly import get_pipeline
     from pipelines.config import load_config
     from pipelines.session import Uploads, build_pipeline_session
 
-    ws = Workspace.open(tmp_path_factory.mktemp("ws"))
-    config = load_config()
+    config = load_config(overrides=overrides)
     session = build_pipeline_session(config, Uploads.WORKSPACE, workspace_s3=ws.s3_root)
     definition = json.loads(get_pipeline(config, session).definition())
-    return ws, next(step for step in definition["Steps"] if step["Name"] == "TrainModel")["Arguments"]
+    return next(step for step in definition["Steps"] if step["Name"] == "TrainModel")["Arguments"]
 
 
-def test_the_real_train_model_request_trains_a_servable_model(real_workspace, small_digits_dir) -> None:
-    ws, arguments = real_workspace
+@pytest.fixture(scope="module")
+def real_workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, dict[str, Any]]:
+    ws = Workspace.open(tmp_path_factory.mktemp("ws"))
+    return ws, real_train_model_arguments(ws)
+
+
+def run_real_train_model(ws: Workspace, arguments: dict[str, Any], digits: Path, lines: list[str]) -> tuple[dict, dict]:
+    """Runs the real TrainModel request for one epoch over 12 + 6 digits a class: (the request, the job's
+    properties)."""
     prepared = "s3://local-pipeline/image-classifier/exec1/PrepareData/output"
     for split, images in (("train", slice(0, 12)), ("validation", slice(12, 18))):
-        for class_dir in sorted(p for p in small_digits_dir.iterdir() if p.is_dir()):
+        for class_dir in sorted(p for p in digits.iterdir() if p.is_dir()):
             target = ws.path_for(f"{prepared}/{split}/{class_dir.name}")
-            target.mkdir(parents=True)
+            target.mkdir(parents=True, exist_ok=True)
             for image in sorted(class_dir.iterdir())[images]:
                 shutil.copy(image, target / image.name)
     tuned = "Steps.TuneHyperparameters.BestTrainingJob.TunedHyperParameters"
@@ -270,9 +275,14 @@ def test_the_real_train_model_request_trains_a_servable_model(real_workspace, sm
         "Steps.PrepareData.ProcessingOutputConfig.Outputs['train'].S3Output.S3Uri": f"{prepared}/train",
         "Steps.PrepareData.ProcessingOutputConfig.Outputs['validation'].S3Output.S3Uri": f"{prepared}/validation",
         f"{tuned}['lr']": "0.003", f"{tuned}['batch_size']": '"32"', f"{tuned}['epochs']": "1"})
-    lines: list[str] = []
     # One core: pinned, train.py sizes its torch threads to it (two threads on a shared, loaded CPU run 5x slower).
-    props = run_training_job(step_run(ws, request, lines, cpu=1), "trainmodel-real", request)
+    return request, run_training_job(step_run(ws, request, lines, cpu=1), "trainmodel-real", request)
+
+
+def test_the_real_train_model_request_trains_a_servable_model(real_workspace, small_digits_dir) -> None:
+    ws, arguments = real_workspace
+    lines: list[str] = []
+    request, props = run_real_train_model(ws, arguments, small_digits_dir, lines)
     model = ws.path_for(props["ModelArtifacts"]["S3ModelArtifacts"])
     assert {"model.pth", "model_meta.json", "code/inference.py"} <= members(model), "\n".join(lines)
     final = {m["MetricName"]: m["Value"] for m in props["FinalMetricDataList"]}
@@ -281,3 +291,20 @@ def test_the_real_train_model_request_trains_a_servable_model(real_workspace, sm
     assert any(line.startswith("debugger: on") for line in lines), "\n".join(lines)
     debug_output = ws.path_for(f"{request['DebugHookConfig']['S3OutputPath']}/trainmodel-real/debug-output")
     assert any(debug_output.rglob("*")), "smdebug wrote no tensors"
+
+
+def test_the_weights_url_reaches_the_real_job_as_its_weights_channel(tmp_path, small_digits_dir) -> None:
+    import torch
+    import torchvision
+
+    weights = tmp_path / "offline" / "resnet18-imagenet.pth"  # what a user copies from ~/.cache/torch
+    weights.parent.mkdir()
+    torch.save(torchvision.models.resnet18(num_classes=1000).state_dict(), weights)
+    ws = Workspace.open(tmp_path / "ws")
+    arguments = real_train_model_arguments(ws, **{"training.weights_url": str(weights), "debugger.enabled": False,
+                                                  "profiler.enabled": False})
+    lines: list[str] = []
+    _, props = run_real_train_model(ws, arguments, small_digits_dir, lines)
+    assert props["TrainingJobStatus"] == "Completed", "\n".join(lines)
+    assert any("weights: loaded 120 tensors from" in line and "resnet18-imagenet.pth" in line for line in lines), \
+        "\n".join(lines)

@@ -98,6 +98,16 @@ def test_weights_for_another_arch_are_a_clear_error(tmp_path: Path) -> None:
         modeling.create_model("resnet18", 4, pretrained=False, weights_dir=tmp_path, freeze_backbone=False)
 
 
+@pytest.mark.parametrize(("files", "count"), [((), 0), (("README.txt",), 0), (("a.pth", "b.pt"), 2)])
+def test_a_weights_channel_without_exactly_one_state_dict_is_refused(tmp_path: Path, files, count) -> None:
+    tmp_path.joinpath("weights").mkdir()
+    for name in files:
+        tmp_path.joinpath("weights", name).write_bytes(b"x")
+    with pytest.raises(ConfigError, match=rf"weights channel .*weights holds {count} \.pth/\.pt files .*exactly one"):
+        modeling.find_weights_file(tmp_path / "weights")
+    assert modeling.find_weights_file(tmp_path / "no-channel") is None  # no channel: no file, and no error
+
+
 def test_failed_imagenet_download_suggests_the_weights_channel(monkeypatch, tmp_path: Path) -> None:
     def offline(*args, **kwargs):
         raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
@@ -161,19 +171,6 @@ def test_debugger_off_lines(monkeypatch, tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- data problems
-@pytest.fixture(scope="session")
-def split_dir(small_digits_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """train/ and validation/ as PrepareData writes them: 24 and 6 images a class."""
-    out = tmp_path_factory.mktemp("split")
-    for class_dir in sorted(p for p in small_digits_dir.iterdir() if p.is_dir()):
-        files = sorted(class_dir.glob("*.png"))
-        for split, part in (("validation", files[:6]), ("train", files[6:])):
-            (out / split / class_dir.name).mkdir(parents=True)
-            for f in part:
-                shutil.copy(f, out / split / class_dir.name / f.name)
-    return out
-
-
 def run_main_expecting_exit_2(tmp_path: Path, train_dir: Path, val_dir: Path, capsys, monkeypatch) -> str:
     monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path / "job"))
     assert train.main([*FAST, "--epochs", "1", "--train", str(train_dir), "--validation", str(val_dir)]) == 2

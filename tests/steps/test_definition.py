@@ -208,7 +208,7 @@ def test_parameter_defaults_follow_the_target(cloud: Built, local: Built) -> Non
     assert (default(cloud, "Arch"), default(cloud, "ImageSize"), default(cloud, "AccuracyThreshold")) == \
         ("resnet50", 224, 0.8)
     assert (default(local, "Arch"), default(local, "ImageSize"), default(local, "AccuracyThreshold")) == \
-        ("resnet18", 32, 0.9)
+        ("resnet18", 0, 0.9)  # 0: the training job follows the images
 
 
 def test_job_steps_run_as_the_configured_role(cloud: Built, local: Built) -> None:
@@ -280,7 +280,7 @@ def test_tuning_strategy_and_epochs_differ_between_targets_as_configured(cloud: 
         return config["Strategy"], epochs["MinValue"], epochs["MaxValue"]
 
     assert tuning(cloud) == ("Bayesian", "3", "6")
-    assert tuning(local) == ("Random", "3", "4")
+    assert tuning(local) == ("Random", "6", "8")
 
 
 def test_tuned_names_are_not_static_and_metrics_include_the_objective(cloud: Built) -> None:
@@ -520,3 +520,17 @@ def test_trained_model_dir_is_self_contained_so_no_repack_is_needed(finished_run
     model = finished_run.root / "model"
     assert {"model.pth", "model_meta.json"} <= {p.name for p in model.iterdir()}
     assert (model / "code" / "inference.py").is_file()
+
+
+def test_weights_url_becomes_the_weights_channel_of_every_training_job(cloud: Built,
+                                                                       cloud_config: PipelineConfig) -> None:
+    def channels(built: Built) -> dict[str, dict[str, Any]]:
+        tuning = built.args("TuneHyperparameters")["TrainingJobDefinition"]["InputDataConfig"]
+        training = built.args("TrainModel")["InputDataConfig"]
+        assert tuning == training  # the best trial and the final job see the same data
+        return {c["ChannelName"]: c["DataSource"]["S3DataSource"] for c in training}
+
+    assert set(channels(cloud)) == {"train", "validation"}  # none given: no channel, the job's ImageNet download
+    url = "s3://my-models/torchvision/resnet50-11ad3fa6.pth"
+    weights = channels(build(cloud_config.replace("training", weights_url=url)))["weights"]
+    assert (weights["S3Uri"], weights["S3DataType"]) == (url, "S3Prefix")  # an object key is a prefix of itself
