@@ -154,7 +154,7 @@ def test_photo_dataset_is_a_users_style_tree_of_real_photographs(tmp_path) -> No
 
     from benchmarks.photo_dataset import SPLIT_BANDS, photo_sources, write_photo_dataset
 
-    out = write_photo_dataset(tmp_path / "photos", per_class=7, side=24, seed=3)
+    out = write_photo_dataset(tmp_path / "photos", per_class=7, size=(30, 24), seed=3)
     classes = sorted(photo_sources())
     assert sorted(p.name for p in out.iterdir()) == sorted(SPLIT_BANDS)
     for split in SPLIT_BANDS:
@@ -165,10 +165,10 @@ def test_photo_dataset_is_a_users_style_tree_of_real_photographs(tmp_path) -> No
             continue
         with Image.open(path) as image:
             modes.add(image.mode)
-            assert image.size == (24, 24)
+            assert image.size == (30, 24)
     assert {"CMYK", "P", "RGB"} <= modes  # the odd modes users' folders hold
     with pytest.raises(OSError):
         Image.open(out / "train" / "brick" / "broken.jpg").load()
-    again = write_photo_dataset(tmp_path / "again", per_class=7, side=24, seed=3)
+    again = write_photo_dataset(tmp_path / "again", per_class=7, size=(30, 24), seed=3)
     same = "train/grass/0002.jpg"  # same arguments, same files
     assert (again / same).read_bytes() == (out / same).read_bytes()
