@@ -4,6 +4,7 @@
     endpoint  the local endpoint vs the same work in-process: p50/p95/p99 latency, requests/s at concurrency 1, 4, 16
     engine    a full default local run: wall time vs the jobs' own wall times
     cloud     jobs, instance-hours, repack and step caching, from the SageMaker definition alone
+    photos    users'-style 500x375 photos on the local defaults vs the former 32 px preset: accuracy, wall time
 
 `--quick` (a few minutes on 2 cores): fewer epochs, repeats and requests; the full mode adds ablations.
 """
@@ -19,10 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/run.py` from anywhere
 
-from benchmarks import cloud_cost, endpoint, engine, training  # noqa: E402
+from benchmarks import cloud_cost, endpoint, engine, photos, training  # noqa: E402
 from benchmarks.common import Result, load_average, machine  # noqa: E402
 
-ORDER = ("training", "endpoint", "engine", "cloud")
+ORDER = ("training", "endpoint", "engine", "cloud", "photos")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -43,6 +44,8 @@ def run_one(name: str, workdir: Path, quick: bool, done: dict[str, Result]) -> R
         return endpoint.run(workdir, quick)
     if name == "engine":
         return engine.run(workdir, quick)
+    if name == "photos":
+        return photos.run(workdir, quick)
     measured = done["engine"].figures.get("mean_job_s") if "engine" in done else None
     return cloud_cost.run(workdir, quick, measured)
 

@@ -172,3 +172,26 @@ def test_photo_dataset_is_a_users_style_tree_of_real_photographs(tmp_path) -> No
     again = write_photo_dataset(tmp_path / "again", per_class=7, size=(30, 24), seed=3)
     same = "train/grass/0002.jpg"  # same arguments, same files
     assert (again / same).read_bytes() == (out / same).read_bytes()
+
+
+def test_photos_benchmark_reads_the_chosen_size_and_the_accuracy_and_compares_with_its_baseline(tmp_path) -> None:
+    from benchmarks import photos
+    from pipelines.local.workspace import Workspace
+
+    log = "epoch=1\nimage_size: 64px, from the training images (median short side 375px, kept within 32-64px)\n"
+    assert photos.chosen_image_size(log) == 64 and photos.chosen_image_size("epoch=1\n") is None
+    uri = "s3://local-pipeline/image-classifier/exec/EvaluateModel/output/evaluation"
+    report = Workspace.open(tmp_path).path_for(uri)
+    report.mkdir(parents=True)
+    (report / "evaluation.json").write_text(json.dumps(
+        {"multiclass_classification_metrics": {"accuracy": {"value": 0.96, "standard_deviation": "NaN"}}}))
+    steps = [{"name": "EvaluateModel", "properties": {"ProcessingOutputConfig": {"Outputs": [
+        {"OutputName": "evaluation", "S3Output": {"S3Uri": uri}}]}}}]
+    assert photos.test_accuracy(tmp_path, steps) == 0.96
+    assert photos.test_accuracy(tmp_path, [{"name": "EvaluateModel", "properties": {}}]) is None  # it failed
+    result = photos.analyse([
+        {"label": "baseline", "status": "Failed", "start_s": 50.0, "accuracy": 0.8, "image_size": 32},
+        {"label": "default", "status": "Succeeded", "start_s": 100.0, "accuracy": None, "image_size": None}])
+    assert result.figures["wall_ratio"] == 2
+    assert "none written" in result.render() and "not logged" in result.render()
+    assert list(result.targets.values()) == [True]
