@@ -46,6 +46,10 @@ def check_config(config: PipelineConfig, origins: Mapping[str, str]) -> None:
              + shown("tuning.max_parallel_jobs", "tuning.max_jobs"))
     if not tuning.ranges:
         fail("tuning.ranges", "at least one hyperparameter range is needed to tune")
+    numeric = [r.name for r in tuning.ranges if r.type != "categorical"]
+    if tuning.strategy == "Grid" and numeric:
+        fail("tuning.strategy", f"the Grid strategy needs every range to be categorical (SageMaker's rule); "
+             f"{', '.join(numeric)} are not: give them `values`, or pick another strategy")
     if config.registry.approval_status not in APPROVAL_STATUSES:
         fail("registry.approval_status", f"approval_status must be one of {', '.join(APPROVAL_STATUSES)}")
     if config.training.image_size < 0:

@@ -10,7 +10,7 @@ from sagemaker.tuner import HyperparameterTuner
 from sagemaker.workflow.pipeline_context import PipelineSession
 from sagemaker.workflow.steps import CacheConfig, ProcessingStep, TuningStep
 
-from pipelines.config import ConfigError, HyperparameterRange, PipelineConfig
+from pipelines.config import HyperparameterRange, PipelineConfig
 from pipelines.parameters import PipelineParameters
 from steps.estimator import METRIC_DEFINITIONS, OBJECTIVE_METRIC, build_estimator, static_hyperparameters
 from steps.prepare_data import split_uri
@@ -44,8 +44,6 @@ def build_tuning_step(
     cache: CacheConfig,
 ) -> TuningStep:
     tuning = config.tuning
-    if tuning.strategy == "Grid" and any(r.type != "categorical" for r in tuning.ranges):
-        raise ConfigError("[tuning] the Grid strategy needs every range to be categorical (SageMaker's rule)")
     estimator = build_estimator(config, params, session, "tune", static_hyperparameters(config, params))
     tuner = HyperparameterTuner(
         estimator=estimator,

@@ -246,6 +246,8 @@ def test_range_that_is_not_a_table_is_refused(tmp_path: Path) -> None:
         ({"PIPELINE_TUNING_MAX_PARALLEL_JOBS": "0"}, "PIPELINE_TUNING_MAX_PARALLEL_JOBS", "between 1 and max_jobs"),
         ({"PIPELINE_TUNING_STRATEGY": "Bayes"}, "PIPELINE_TUNING_STRATEGY",
          "strategy must be one of Bayesian, Random, Grid, Hyperband, got 'Bayes'"),
+        ({"PIPELINE_TUNING_STRATEGY": "Grid"}, "PIPELINE_TUNING_STRATEGY",
+         "the Grid strategy needs every range to be categorical (SageMaker's rule); lr, epochs are not"),
         ({"PIPELINE_TUNING_EARLY_STOPPING": "On"}, "PIPELINE_TUNING_EARLY_STOPPING", "must be Off or Auto"),
         ({"PIPELINE_REGISTRY_APPROVAL_STATUS": "Maybe"}, "PIPELINE_REGISTRY_APPROVAL_STATUS",
          "approval_status must be one of PendingManualApproval, Approved, Rejected"),
@@ -257,8 +259,8 @@ def test_range_that_is_not_a_table_is_refused(tmp_path: Path) -> None:
          "PIPELINE_INSTANCES_MAX_WAIT_SECONDS", "max_wait_seconds must be >= max_run_seconds for spot training"),
     ],
     ids=["fractions-sum-1", "fractions-over-1", "val-over-1", "no-test-split", "parallel-over-max",
-         "parallel-zero", "bad-strategy", "bad-early-stopping", "bad-approval", "threshold-over-1",
-         "negative-image-size", "spot-wait-below-run"],
+         "parallel-zero", "bad-strategy", "grid-with-numeric-ranges", "bad-early-stopping", "bad-approval",
+         "threshold-over-1", "negative-image-size", "spot-wait-below-run"],
 )
 def test_inconsistent_values_are_refused_naming_their_origin(environ: dict, where: str, message: str) -> None:
     refused(f"{where}: [", overrides=SAGEMAKER, environ=environ)

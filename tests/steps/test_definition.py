@@ -292,13 +292,6 @@ def test_tuned_names_are_not_static_and_metrics_include_the_objective(cloud: Bui
         cloud.args("TrainModel")["AlgorithmSpecification"]["MetricDefinitions"] == [dict(m) for m in METRIC_DEFINITIONS]
 
 
-def test_grid_strategy_with_non_categorical_ranges_is_refused(cloud_config: PipelineConfig) -> None:
-    from steps.tuning import build_tuning_step
-
-    with pytest.raises(ConfigError, match="Grid strategy needs every range to be categorical"):
-        build_tuning_step(cloud_config.replace("tuning", strategy="Grid"), None, None, None, None)
-
-
 def test_evaluate_model_publishes_evaluation_report_property_file(either: Built) -> None:
     step = either.step("EvaluateModel")
     assert step["PropertyFiles"] == [{"PropertyFileName": "EvaluationReport", "OutputName": "evaluation",
