@@ -31,7 +31,6 @@ sdk_utils._botocore_resolver = functools.cache(sdk_utils._botocore_resolver)
 class Uploads(Enum):
     """Where the code the SDK uploads while building step arguments goes."""
 
-    AWS = "aws"  # real S3 (upsert on the sagemaker target)
     DISCARD = "discard"  # nowhere: `definition`/`validate` need only the URIs
     WORKSPACE = "workspace"  # the local target's folder-backed S3
 

@@ -23,10 +23,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
+from pipelines.local.state import utc_now
 from pipelines.local.step_api import StepFailed, StepRun
 from pipelines.local.workspace import Workspace
 
@@ -66,10 +66,6 @@ def note_instance_count(run: StepRun, count: Any) -> None:
     """One line in the progress view when a multi-instance request runs, as everything here does, on one host."""
     if int(count or 1) > 1:
         run.log(f"local engine: InstanceCount {count} runs as one host (algo-1)")
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 # ---------------------------------------------------------------------------------------------- S3 <-> job dir
