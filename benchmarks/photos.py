@@ -26,7 +26,7 @@ VARIANTS = (("former preset: ImageSize=32 (baseline)", ["--param", "ImageSize=32
             ("default: image_size 0, follows the images", [], None))
 
 
-def test_accuracy(workspace: Path, steps: list[dict[str, Any]]) -> float | None:
+def evaluated_accuracy(workspace: Path, steps: list[dict[str, Any]]) -> float | None:
     """The Model Registry accuracy in the evaluation.json EvaluateModel wrote, None if it wrote none."""
     evaluate = next((s for s in steps if s["name"] == "EvaluateModel"), None)
     outputs = ((evaluate or {}).get("properties") or {}).get("ProcessingOutputConfig", {}).get("Outputs", [])
@@ -59,7 +59,7 @@ def run_variant(workdir: Path, photos: Path, variant: tuple[str, list[str], int 
         cli(["delete-endpoint", "image-classifier"], workspace, workdir / f"photos-{index}-delete.log", 120)
     logs = "".join(p.read_text(errors="replace") for p in (workspace / "jobs").rglob("job.log"))
     return {"label": label, "status": outcome["status"], "start_s": start.wall_s,
-            "accuracy": test_accuracy(workspace, steps),
+            "accuracy": evaluated_accuracy(workspace, steps),
             "image_size": given_size if given_size is not None else chosen_image_size(logs)}
 
 

@@ -187,8 +187,8 @@ def test_photos_benchmark_reads_the_chosen_size_and_the_accuracy_and_compares_wi
         {"multiclass_classification_metrics": {"accuracy": {"value": 0.96, "standard_deviation": "NaN"}}}))
     steps = [{"name": "EvaluateModel", "properties": {"ProcessingOutputConfig": {"Outputs": [
         {"OutputName": "evaluation", "S3Output": {"S3Uri": uri}}]}}}]
-    assert photos.test_accuracy(tmp_path, steps) == 0.96
-    assert photos.test_accuracy(tmp_path, [{"name": "EvaluateModel", "properties": {}}]) is None  # it failed
+    assert photos.evaluated_accuracy(tmp_path, steps) == 0.96
+    assert photos.evaluated_accuracy(tmp_path, [{"name": "EvaluateModel", "properties": {}}]) is None  # it failed
     result = photos.analyse([
         {"label": "baseline", "status": "Failed", "start_s": 50.0, "accuracy": 0.8, "image_size": 32},
         {"label": "default", "status": "Succeeded", "start_s": 100.0, "accuracy": None, "image_size": None}])
