@@ -23,12 +23,9 @@ def check_config(config: PipelineConfig, origins: Mapping[str, str]) -> None:
         return "; ".join(values)
 
     data, tuning, instances = config.data, config.tuning, config.instances
-    # The local target also reads a folder on this machine; SageMaker reads S3 only.
-    if data.input_data_url and (config.project.target == "sagemaker" or data.input_data_url.startswith("s3://")):
-        try:
-            parse_s3_url(data.input_data_url, "input_data_url")
-        except ValueError as err:
-            fail("data.input_data_url", str(err))
+    if data.input_data_url:
+        _check_url_for_target(data.input_data_url, "input_data_url", config.project.target,
+                              lambda message: fail("data.input_data_url", message))
     for name in ("val_fraction", "test_fraction"):
         if not 0 <= getattr(data, name) < 1:
             fail(f"data.{name}", f"{name} must be in [0, 1), got {getattr(data, name)}")
@@ -55,9 +52,12 @@ def check_config(config: PipelineConfig, origins: Mapping[str, str]) -> None:
     if config.training.image_size < 0:
         fail("training.image_size", "image_size must be positive (px), or 0 to follow the training images, "
              f"got {config.training.image_size}")
-    if config.training.weights_url:
-        _check_weights_url(config.training.weights_url, config.project.target,
-                           lambda message: fail("training.weights_url", message))
+    weights_url = config.training.weights_url
+    if weights_url and _check_url_for_target(weights_url, "weights_url", config.project.target,
+                                             lambda message: fail("training.weights_url", message)):
+        if not Path(weights_url).expanduser().exists():
+            fail("training.weights_url", f"weights_url {weights_url!r} is neither an S3 URL nor a file or folder on "
+                 "this machine: give the .pth state dict (or a folder holding exactly one)")
     if not 0 <= config.evaluation.accuracy_threshold <= 1:
         fail("evaluation.accuracy_threshold", "accuracy_threshold must be between 0 and 1")
     if config.debugger.save_interval < 1:
@@ -78,15 +78,16 @@ def check_config(config: PipelineConfig, origins: Mapping[str, str]) -> None:
     _check_rule_names(config, origins)
 
 
-def _check_weights_url(url: str, target: str, fail: Callable[[str], None]) -> None:
+def _check_url_for_target(url: str, name: str, target: str, fail: Callable[[str], None]) -> bool:
+    """An S3 URL must parse; the local target also reads a path on this machine, SageMaker reads S3 only.
+    True when `url` is such a local path."""
     if url.startswith("s3://") or target == "sagemaker":
         try:
-            parse_s3_url(url, "weights_url")
+            parse_s3_url(url, name)
         except ValueError as err:
             fail(str(err))
-    elif not Path(url).expanduser().exists():
-        fail(f"weights_url {url!r} is neither an S3 URL nor a file or folder on this machine: give the .pth state "
-             f"dict (or a folder holding exactly one)")
+        return False
+    return True
 
 
 def _check_rule_names(config: PipelineConfig, origins: Mapping[str, str]) -> None:
