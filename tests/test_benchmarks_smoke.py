@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
 import threading
 from collections.abc import Iterator
 
@@ -195,3 +196,15 @@ def test_photos_benchmark_reads_the_chosen_size_and_the_accuracy_and_compares_wi
     assert result.figures["wall_ratio"] == 2
     assert "none written" in result.render() and "not logged" in result.render()
     assert list(result.targets.values()) == [True]
+
+
+@pytest.mark.parametrize(("text", "message"), [("big", "'big' is not WIDTHxHEIGHT, e.g. 500x375"),
+                                               ("5x5", "'5x5': both sides must be at least 8 px")])
+def test_photo_dataset_size_that_cannot_be_used_is_refused(text: str, message: str) -> None:
+    import argparse
+
+    from benchmarks.photo_dataset import parse_size
+
+    assert parse_size("500X375") == (500, 375)
+    with pytest.raises(argparse.ArgumentTypeError, match=re.escape(message)):
+        parse_size(text)
