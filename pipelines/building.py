@@ -43,6 +43,8 @@ def require_cloud_settings(config: PipelineConfig, needs_role: bool = True) -> N
 def sample_reports() -> dict[str, Any]:
     """What the pipeline's property files really look like: evaluate.py's own report builder on a tiny case."""
     spec = importlib.util.spec_from_file_location("evaluate_script", SCRIPTS_DIR / "evaluate.py")
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {SCRIPTS_DIR / 'evaluate.py'}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)

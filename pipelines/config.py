@@ -67,7 +67,7 @@ def load_config(
         user = _read_toml(Path(config_file))
         _check_known_keys(user, defaults, str(config_file))
         layers.append((str(config_file), user))
-    top_levels = {}
+    top_levels: dict[str, Any] = {}
     for _, layer in layers:
         top_levels = _deep_merge(top_levels, {k: v for k, v in layer.items() if k != "local"})
     target = _resolve_target(top_levels, overrides or {}, environ)

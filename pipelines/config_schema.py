@@ -92,6 +92,12 @@ class HyperparameterRange:
     scaling: str = "Auto"
     values: tuple[str, ...] = ()
 
+    def bounds(self) -> tuple[float, float]:
+        """(min, max) of a numeric range; config validation has made sure both are there."""
+        if self.min is None or self.max is None:
+            raise ValueError(f"[tuning.ranges.{self.name}] a {self.type} range needs min and max")
+        return self.min, self.max
+
 
 @dataclass(frozen=True)
 class TuningConfig:

@@ -127,10 +127,11 @@ def _placeholder(expression: dict[str, Any], shape: Shape | None, parameters: Ma
         if name in parameters:
             return parameters[name]  # the real default: a String parameter in an integer field is caught
     type_name = shape.type_name if shape is not None else "string"
+    metadata = shape.metadata if shape is not None else {}
     if type_name in ("integer", "long"):
-        return max(1, int(shape.metadata.get("min", 1)))
+        return max(1, int(metadata.get("min", 1)))
     if type_name in ("float", "double"):
-        return float(shape.metadata.get("min", 1.0))
+        return float(metadata.get("min", 1.0))
     if type_name == "boolean":
         return True
     if type_name == "string":

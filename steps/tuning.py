@@ -21,9 +21,10 @@ STEP_NAME = "TuneHyperparameters"
 def to_parameter_range(spec: HyperparameterRange) -> ParameterRange:
     if spec.type == "categorical":
         return CategoricalParameter(list(spec.values))
+    low, high = spec.bounds()
     if spec.type == "integer":
-        return IntegerParameter(int(spec.min), int(spec.max), scaling_type=spec.scaling)
-    return ContinuousParameter(spec.min, spec.max, scaling_type=spec.scaling)
+        return IntegerParameter(int(low), int(high), scaling_type=spec.scaling)
+    return ContinuousParameter(low, high, scaling_type=spec.scaling)
 
 
 def training_channels(prepare: ProcessingStep, weights_url: str) -> dict[str, TrainingInput]:
@@ -52,8 +53,8 @@ def build_tuning_step(
         hyperparameter_ranges={spec.name: to_parameter_range(spec) for spec in tuning.ranges},
         metric_definitions=[dict(m) for m in METRIC_DEFINITIONS],
         strategy=tuning.strategy,
-        # Grid enumerates the whole grid: SageMaker rejects a job count with it.
-        max_jobs=None if tuning.strategy == "Grid" else params["MaxTuningJobs"],
+        # Grid enumerates the whole grid: SageMaker rejects a job count with it (None, which the SDK hint omits).
+        max_jobs=None if tuning.strategy == "Grid" else params["MaxTuningJobs"],  # type: ignore[arg-type]
         max_parallel_jobs=params["MaxParallelTuningJobs"],
         early_stopping_type=tuning.early_stopping,
         base_tuning_job_name=f"{config.project.pipeline_name[:20]}-tune",

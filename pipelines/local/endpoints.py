@@ -36,7 +36,7 @@ from pipelines.local.serving import DEFAULT_ENTRY_POINT, DRAIN_S, GRACEFUL_SHUTD
 from pipelines.local.state import StateStore, engine_alive, process_identity, utc_now
 from pipelines.local.step_api import StepFailed
 from pipelines.local.workspace import Workspace
-from pipelines.targets import TargetError
+from pipelines.target_base import TargetError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_READY_TIMEOUT_S = 180.0  # importing torch + torchvision alone takes seconds on a busy laptop
@@ -198,7 +198,7 @@ class EndpointManager:
         with self._locks[name]:
             old = self._server(self._row(name))
             live = old is not None and old.alive()
-            port = old.port if live else free_port(self._recorded_port(name))
+            port = old.port if old is not None and live else free_port(self._recorded_port(name))
             if not live:
                 self._mark_creating(name, config_name, model_name, model_dir, entry_point, environment, port)
             log_path = self.endpoint_dir(name, config_name) / "server.log"
@@ -214,7 +214,7 @@ class EndpointManager:
         if previous is not None and previous[0].pid != server.pid:
             previous[0].stop()
             self._remove_model_dir(previous[1], keep=model_dir)
-        return self._summary(self._row(name))  # type: ignore[arg-type]
+        return self._summary(self._row(name))
 
     def redeploy(self, name: str) -> dict[str, Any]:
         """Starts an endpoint's recorded model again (after a reboot, or a crash of its server)."""

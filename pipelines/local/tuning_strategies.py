@@ -172,7 +172,8 @@ class BayesianSearch:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         # optuna's default of 10 random start-up trials would turn a small local budget into pure random search.
         sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, min(10, budget // 3)))
-        self._study = optuna.create_study(direction=direction.lower(), sampler=sampler)
+        self._study = optuna.create_study(direction="maximize" if direction.lower() == "maximize" else "minimize",
+                                          sampler=sampler)
         self._ranges = list(ranges)
         self._distributions = {r.name: _distribution(optuna, r) for r in ranges}
         self._trials: dict[int, Any] = {}

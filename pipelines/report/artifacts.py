@@ -7,6 +7,7 @@ also keeps each job's directory; `job_file` reads from it, and answers None on S
 
 from __future__ import annotations
 
+import builtins
 import io
 import json
 import logging
@@ -27,7 +28,7 @@ class Files(Protocol):
         """The object's bytes; None when it does not exist or cannot be read."""
         ...
 
-    def list(self, prefix_uri: str) -> list[str]:
+    def list(self, prefix_uri: str) -> builtins.list[str]:
         """URIs of the objects under a prefix (at most MAX_LISTED), sorted."""
         ...
 
@@ -35,7 +36,7 @@ class Files(Protocol):
         """A file of a local job's directory (`<workspace>/jobs/<execution>/<step>/<job>/<relative>`)."""
         ...
 
-    def job_names(self, step: str) -> list[str]:
+    def job_names(self, step: str) -> builtins.list[str]:
         """The local jobs a step ran, oldest first (a failed step records no job name in its properties)."""
         ...
 
@@ -92,7 +93,7 @@ class WorkspaceFiles:
         path = self._path(uri)
         return _read_file(path) if path is not None else None
 
-    def list(self, prefix_uri: str) -> list[str]:
+    def list(self, prefix_uri: str) -> builtins.list[str]:
         root = self._path(prefix_uri)
         if root is None or not root.is_dir():
             return []
@@ -102,7 +103,7 @@ class WorkspaceFiles:
     def job_file(self, step: str, job_name: str, relative: str) -> bytes | None:
         return _read_file(self.workspace.jobs_root / self.execution_id / step / job_name / relative)
 
-    def job_names(self, step: str) -> list[str]:
+    def job_names(self, step: str) -> builtins.list[str]:
         folder = self.workspace.jobs_root / self.execution_id / step
         jobs = [p for p in folder.glob("*") if p.is_dir()] if folder.is_dir() else []
         return [p.name for p in sorted(jobs, key=lambda p: p.stat().st_mtime)]
@@ -136,11 +137,11 @@ class S3Files:
             log.debug("cannot read %s: %s", uri, err)
             return None
 
-    def list(self, prefix_uri: str) -> list[str]:
+    def list(self, prefix_uri: str) -> builtins.list[str]:
         bucket, prefix = _split(prefix_uri)
         if not bucket:
             return []
-        keys: list[str] = []
+        keys: builtins.list[str] = []
         try:
             for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix.rstrip("/")
                                                                            + "/"):
@@ -154,7 +155,7 @@ class S3Files:
     def job_file(self, step: str, job_name: str, relative: str) -> bytes | None:
         return None
 
-    def job_names(self, step: str) -> list[str]:
+    def job_names(self, step: str) -> builtins.list[str]:
         return []
 
 

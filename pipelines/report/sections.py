@@ -131,7 +131,8 @@ def evaluation_section(document: Any, confusion: Any, png: bytes | None, source:
         return None
     metrics = document.get("multiclass_classification_metrics") or document.get("binary_classification_metrics")
     metrics = metrics if isinstance(metrics, Mapping) else {}
-    extended = document.get("extended_metrics") if isinstance(document.get("extended_metrics"), Mapping) else {}
+    extended = document.get("extended_metrics")
+    extended = extended if isinstance(extended, Mapping) else {}
     names, matrix = _matrix(confusion, metrics.get("confusion_matrix"), extended.get("class_names"))
     per_class = [ClassMetrics(name=str(row.get("class_name", "")), precision=number(row.get("precision")),
                               recall=number(row.get("recall")), f1=number(row.get("f1")),

@@ -143,6 +143,13 @@ class BuiltinRule(Rule):
         except TensorUnavailableForStep:
             return None
 
+    def scalar(self, name: str, step: int) -> float:
+        """A tensor `names_at(step)` listed (so saved at `step`), as a number."""
+        value = self.value(name, step)
+        if value is None:
+            raise LookupError(f"tensor {name} was listed at step {step} but holds no value there")
+        return float(value)
+
 
 def loss_names(rule: BuiltinRule, step: int, params: dict[str, Any]) -> list[str]:
     """The loss tensors of AWS's loss rules at `step`: `collection_names` and `tensor_regex` when given, the
@@ -153,4 +160,5 @@ def loss_names(rule: BuiltinRule, step: int, params: dict[str, Any]) -> list[str
     if use_losses or not (collections or patterns):
         collections.append("losses")
     names = rule.names_at(step, collections, patterns)
-    return [name for name in names if np.size(rule.value(name, step)) == 1]  # AWS: "only scalar-valued tensors"
+    values = {name: rule.value(name, step) for name in names}
+    return [name for name, value in values.items() if value is not None and np.size(value) == 1]  # scalars only

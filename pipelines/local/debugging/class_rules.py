@@ -86,13 +86,13 @@ class ClassImbalance(BuiltinRule):
         total: Counter[int] = Counter(label for label, _ in self.recent)
         self.judged += 1
         shares = {label: wrong[label] / count for label, count in total.items()}
-        worst = max(shares, key=shares.get)
+        worst = max(shares, key=shares.__getitem__)
         if not shares[worst] > self.params["threshold_misprediction"]:
             return super().finish()
         bad = sorted(label for label, share in shares.items() if share > self.params["threshold_misprediction"])
         seen = (f"{shares[worst]:.0%} of the last {len(self.recent)} training samples of class {worst} were "
                 f"mispredicted (classes over {self.params['threshold_misprediction']:.0%}: {bad})")
-        small = sorted(total, key=total.get)[: max(1, len(total) // 5)]
+        small = sorted(total, key=total.__getitem__)[: max(1, len(total) // 5)]
         advice = ("These classes are not learned; when they are the small ones (here the smallest: "
                   f"{small}), balance the data or weight the loss. When every class is, the model does not learn "
                   "at all (learning rate, frozen layers).")

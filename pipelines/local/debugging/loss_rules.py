@@ -29,7 +29,7 @@ class LossRule(BuiltinRule):
             if done is not None and self.on_pass(name, done):
                 return True
         for name in loss_names(self, step, self.params):
-            value = float(self.value(name, step))
+            value = self.scalar(name, step)
             self.saved[mode] = self.saved.get(mode, 0) + 1
             self.passes.setdefault(name, Passes()).add(mode, mode_step, step, value)
             if self.on_value(name, mode, mode_step, step, value):

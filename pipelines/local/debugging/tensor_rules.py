@@ -122,7 +122,7 @@ class PoorWeightInitialization(BuiltinRule):
         if mode not in ("TRAIN", "GLOBAL") or mode_step >= self.params["steps"]:
             return False
         for name in loss_names(self, step, {})[:1]:
-            self.losses.append(float(self.value(name, step)))
+            self.losses.append(self.scalar(name, step))
         return self.check_activations(step) or self.check_gradients(step)
 
     def fire(self, step: int, seen: str, advice: str, **values: Any) -> bool:
@@ -143,7 +143,7 @@ class PoorWeightInitialization(BuiltinRule):
         if len(variances) < 2:
             return False
         self.judged += 1
-        low, high = min(variances, key=variances.get), max(variances, key=variances.get)
+        low, high = min(variances, key=variances.__getitem__), max(variances, key=variances.__getitem__)
         ratio = variances[high] / variances[low] if variances[low] > 0 else np.inf
         if not ratio > self.params["threshold"]:
             return False
@@ -155,8 +155,8 @@ class PoorWeightInitialization(BuiltinRule):
         return self.fire(step, seen, advice, variances=variances)
 
     def check_gradients(self, step: int) -> bool:
-        values = [self.value(name, step) for name in self.names_at(step, GRADIENTS, GRADIENT_NAMES)]
-        values = [value.ravel() for value in values if value is not None and value.size]
+        saved = [self.value(name, step) for name in self.names_at(step, GRADIENTS, GRADIENT_NAMES)]
+        values = [value.ravel() for value in saved if value is not None and value.size]
         if not values:
             return False
         self.judged += 1
@@ -199,7 +199,7 @@ class DeadRelu(BuiltinRule):
         if not dead:
             return False
         self.judged += 1
-        worst = max(dead, key=dead.get)
+        worst = max(dead, key=dead.__getitem__)
         if not dead[worst] > self.params["threshold_layer"]:
             return False
         layers = sum(1 for percent in dead.values() if percent > self.params["threshold_layer"])

@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 _FIELD = re.compile(r"\b(dataloader_workers|cpu_count|batch_size)=(\d+)")
 _INPUT = re.compile(r"\binput=(lazy|cached)\b")
@@ -77,7 +78,7 @@ def epoch_ends(metrics_json: Path) -> list[float]:
         metrics = json.loads(metrics_json.read_text()).get("Metrics") or {}
     except (OSError, ValueError, AttributeError):
         return []
-    longest = max(metrics.values(), key=len, default=[])
+    longest: list[Any] = max(metrics.values(), key=len, default=[])
     stamps = []
     for point in longest:
         try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pipelines.local.profiling.rules import (
     ERROR,
@@ -41,12 +41,13 @@ class ProfilerReport(ProfilerRule):
     them without triggering)."""
 
     name = "ProfilerReport"
-    defaults: dict[str, Any] = {}
+    defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **parameters: Any) -> None:
-        self.params = {}
+        self.params: dict[str, Any] = {}
         self.overrides: dict[str, dict[str, Any]] = {}
-        known = {rule.name.lower(): rule for rule in (*SUB_RULES, Dataloader)}
+        rules: tuple[type[ProfilerRule], ...] = (*SUB_RULES, Dataloader)
+        known = {rule.name.lower(): rule for rule in rules}
         for key, value in parameters.items():
             rule_name, _, parameter = key.partition("_")
             rule = known.get(rule_name.lower())
@@ -111,8 +112,7 @@ def _recommendation_of(name: str) -> str:
 def usage_advice(evidence: Evidence) -> list[str]:
     """Advice from the timeline alone: a CPU-bound job, a job starved by other work on its cores, one busy core of
     several, memory nearly full. The job's own CPU (its process tree) tells its load from the machine's."""
-    timeline = evidence.timeline
-    assert timeline is not None
+    timeline = evidence.sampled
     samples, cores = timeline.samples, len(timeline.cores)
     job_p95 = quantile([s.JobCPUPercent for s in samples], 0.95)
     node_p50 = quantile([s.cpu_average for s in samples], 0.5)

@@ -35,6 +35,13 @@ class Evidence:
     facts: JobFacts = field(default_factory=JobFacts)
     unavailable: str = "no system metrics were collected for this job"
 
+    @property
+    def sampled(self) -> Timeline:
+        """The timeline, for a rule's `check` (`ProfilerRule.evaluate` calls it only when there is one)."""
+        if self.timeline is None:
+            raise ValueError(f"a rule's check ran without a timeline: {self.unavailable}")
+        return self.timeline
+
 
 @dataclass
 class Finding:
@@ -148,8 +155,7 @@ def gpu_series(samples: Sequence[Sample], gpu: str, memory: bool = False) -> tup
 
 def when(evidence: Evidence, timestamp: float) -> str:
     """'95 s into the job (epoch 3)': where on the timeline something was seen."""
-    assert evidence.timeline is not None
-    text = f"{max(0.0, evidence.timeline.elapsed(timestamp)):.0f} s into the job"
+    text = f"{max(0.0, evidence.sampled.elapsed(timestamp)):.0f} s into the job"
     epoch = evidence.facts.epoch_at(timestamp)
     return f"{text} (epoch {epoch})" if epoch is not None else text
 

@@ -47,7 +47,7 @@ class _GpuStarved(ProfilerRule):
         return starved and any(v > self[self.limit] for v in self.values(sample).values())
 
     def check(self, evidence: Evidence) -> Finding:
-        samples = evidence.timeline.samples
+        samples = evidence.sampled.samples
         counts = list(accumulate(int(self.bottleneck(s)) for s in samples))
         stamps = [s.Timestamp for s in samples]
         for end in scan_ends(stamps, self["scan_interval_us"]):
@@ -59,7 +59,7 @@ class _GpuStarved(ProfilerRule):
                                             f"{when(evidence, stamps[end - 1])}", end, counts[end - 1])
         n, found = len(samples), counts[-1]
         peak = max((max(self.values(s).values(), default=0.0) for s in samples), default=0.0)
-        if not evidence.timeline.gpu_names:
+        if not evidence.sampled.gpu_names:
             detail = (f"{NO_GPU}: {self.name} looks for a GPU waiting on the {self.what}, nothing to check "
                       f"(the {self.what} peaked at {peak:.0f}% on a core)")
         elif n <= self["patience"]:
@@ -111,12 +111,12 @@ class LowGPUUtilization(ProfilerRule):
                       "increase the batch size")
 
     def check(self, evidence: Evidence) -> Finding:
-        gpus = evidence.timeline.gpu_names
+        gpus = evidence.sampled.gpu_names
         if not gpus:
             return self.finding(NO_ISSUES, f"{NO_GPU}: nothing to check")
         notes = []
         for gpu in gpus:
-            values, stamps = gpu_series(evidence.timeline.samples, gpu)
+            values, stamps = gpu_series(evidence.sampled.samples, gpu)
             for end in scan_ends(stamps, self["scan_interval_us"]):
                 if end <= self["patience"]:
                     continue
@@ -133,7 +133,7 @@ class LowGPUUtilization(ProfilerRule):
             notes.append(f"{gpu} p95 {quantile(values, 0.95):.0f}% p5 {quantile(values, 0.05):.0f}%"
                          + (f" ({patience_note(len(values), self['patience'])})"
                             if len(values) <= self["patience"] else ""))
-        return self.finding(NO_ISSUES, "; ".join(notes), len(evidence.timeline.samples))
+        return self.finding(NO_ISSUES, "; ".join(notes), len(evidence.sampled.samples))
 
 
 class BatchSize(ProfilerRule):
@@ -148,10 +148,10 @@ class BatchSize(ProfilerRule):
     recommendation = "run on a smaller instance type or increase the batch size"
 
     def check(self, evidence: Evidence) -> Finding:
-        samples, batch = evidence.timeline.samples, evidence.facts.batch_size
+        samples, batch = evidence.sampled.samples, evidence.facts.batch_size
         cpu = [s.cpu_average for s in samples]
         size = f"batch_size={batch}" if batch else "the batch size"
-        if not evidence.timeline.gpu_names:
+        if not evidence.sampled.gpu_names:
             return self.finding(NO_ISSUES, f"{NO_GPU}: the rule weighs GPU utilization and memory against the CPU "
                                            f"(the CPU's p95 was {quantile(cpu, 0.95):.0f}%)", len(samples))
         window = self["window"]
@@ -161,7 +161,7 @@ class BatchSize(ProfilerRule):
             cpu_p95 = quantile(cpu[end - window:end], 0.95)
             if cpu_p95 >= self["cpu_threshold_p95"]:
                 continue
-            for gpu in evidence.timeline.gpu_names:
+            for gpu in evidence.sampled.gpu_names:
                 low = self._low_gpu(samples[:end], gpu)
                 if low is not None:
                     return self.finding(ISSUES, f"the machine has room: CPU p95 {cpu_p95:.0f}%, {gpu} p95 "
@@ -198,12 +198,12 @@ class GPUMemoryIncrease(ProfilerRule):
                       "parallelism")
 
     def check(self, evidence: Evidence) -> Finding:
-        gpus = evidence.timeline.gpu_names
+        gpus = evidence.sampled.gpu_names
         if not gpus:
             return self.finding(NO_ISSUES, f"{NO_GPU}: nothing to check")
         window, notes = self["window"], []
         for gpu in gpus:
-            values, stamps = gpu_series(evidence.timeline.samples, gpu, memory=True)
+            values, stamps = gpu_series(evidence.sampled.samples, gpu, memory=True)
             largest = 0.0
             for index in range(window + 1, len(values)):
                 seen = values[:index + 1]
@@ -216,7 +216,7 @@ class GPUMemoryIncrease(ProfilerRule):
             if len(values) <= self["patience"]:
                 note += f" ({patience_note(len(values), self['patience'])})"
             notes.append(note)
-        return self.finding(NO_ISSUES, "; ".join(notes), len(evidence.timeline.samples))
+        return self.finding(NO_ISSUES, "; ".join(notes), len(evidence.sampled.samples))
 
     def _fired(self, gpu: str, seen: list[float], diff: float, evidence: Evidence, stamp: float) -> str:
         return (f"{gpu} memory moving average rose {diff:.1f} points (increase {self['increase']}) to "

@@ -32,7 +32,7 @@ class OverallSystemUsage(ProfilerRule):
     defaults = {"scan_interval_us": SCAN_US}
 
     def check(self, evidence: Evidence) -> Finding:
-        timeline = evidence.timeline
+        timeline = evidence.sampled
         samples = timeline.samples
         details = {
             "CPU": stats([s.cpu_average for s in samples]),
@@ -45,13 +45,13 @@ class OverallSystemUsage(ProfilerRule):
             details["GPU"] = stats([_mean(s.GPUUtilization.values()) for s in samples if s.GPUUtilization])
             details["GPU memory"] = stats([_mean(s.GPUMemoryUtilization.values()) for s in samples
                                            if s.GPUMemoryUtilization])
-        details = {metric: {"algo-1": values} for metric, values in details.items() if values}
-        return self.finding(NO_ISSUES, summary(evidence), len(samples), details=details)
+        per_host = {metric: {"algo-1": values} for metric, values in details.items() if values}
+        return self.finding(NO_ISSUES, summary(evidence), len(samples), details=per_host)
 
 
 def summary(evidence: Evidence) -> str:
     """'2 cores: CPU p50 45% p95 98% max 100%; memory p95 41%; ...': the timeline in one line."""
-    timeline = evidence.timeline
+    timeline = evidence.sampled
     samples = timeline.samples
 
     def line(label: str, values: list[float]) -> str:
@@ -145,13 +145,13 @@ class Dataloader(ProfilerRule):
             return None, "the data is cached in memory: no DataLoader workers needed"
         if facts.dataloader_workers is not None:
             return facts.dataloader_workers, "as the job logged"
-        children = [s.JobChildProcesses for s in evidence.timeline.samples if s.JobChildProcesses]
+        children = [s.JobChildProcesses for s in evidence.sampled.samples if s.JobChildProcesses]
         if children:
             return int(np.median(children)), "seen as child processes"
         return None, "no DataLoader seen (no dataloader_workers= in the log, no child processes)"
 
     def check(self, evidence: Evidence) -> Finding:
-        cores = len(evidence.timeline.cores)
+        cores = len(evidence.sampled.cores)
         workers, how = self.workers(evidence)
         if workers is None:
             return self.finding(NO_ISSUES, how)
