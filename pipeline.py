@@ -11,8 +11,10 @@ from pathlib import Path
 
 import click
 
-from pipelines.cli_app import App, PipelineCLI, console, err_console
-from pipelines.cli_commands import register_commands
+from pipelines.cli_app import App, PipelineCLI, configure_logging, console, err_console
+from pipelines.cli_report import report
+from pipelines.cli_run import RUN_COMMANDS
+from pipelines.cli_serving import SERVING_COMMANDS
 from pipelines.config import TARGETS
 
 
@@ -34,8 +36,8 @@ def cli(ctx: click.Context, target, config_file, region, role_arn, bucket, pipel
         "project.bucket": bucket,
         "project.pipeline_name": pipeline_name,
     }
+    configure_logging(verbose)
     ctx.obj = App({k: v for k, v in overrides.items() if v is not None}, config_file, verbose)
-    ctx.obj.apply_verbosity()
 
 
 @cli.command()
@@ -81,28 +83,19 @@ def validate(app: App) -> None:
 @click.pass_obj
 def upsert(app: App) -> None:
     """Validate, then create or update the pipeline; prints its ARN."""
-    from pipelines.s3_bridge import S3Bridge
-
-    if app.is_local:
-        built = app.build(uploads="workspace")
-    else:
-        recorder = S3Bridge(None, record=True)
-        built = app.build(bridge=recorder)
+    target = app.target()
+    code = target.code_uploads()  # recorded while the definition is built, stored only once it is valid
+    built = app.build(code)
     if built.problems:
         _report_problems(built.problems)
         err_console.print("nothing was uploaded or changed")
         sys.exit(1)
-    target = app.target()
-    if not app.is_local:
-        from pipelines.cloud import aws_errors
-
-        with aws_errors(f"upload of the pipeline's code to s3://{app.config.project.bucket}"):
-            recorder.replay(target.boto_session.client("s3"))
     description = f"Image classifier: tune, train, evaluate, gate on accuracy, register, deploy ({app.config.source})"
-    click.echo(target.upsert(built.text, description))
+    click.echo(target.upsert(built.text, description, code))
 
 
-register_commands(cli)
+for command in (*RUN_COMMANDS, *SERVING_COMMANDS, report):
+    cli.add_command(command)
 
 if __name__ == "__main__":
     cli()

@@ -55,7 +55,7 @@ INSTALL_REQUIRES = [
 EXTRAS_REQUIRE = {
     # setuptools>=70.1 builds wheels without the `wheel` package: tests/test_packaging.py builds one offline.
     # scikit-image: the real photographs benchmarks/photo_dataset.py builds a users'-style photo set from.
-    "dev": ["pytest", "moto[server]>=5.0", "ruff", "setuptools>=70.1", "scikit-image"],
+    "dev": ["pytest", "moto[server]>=5.0", "ruff", "mypy", "setuptools>=70.1", "scikit-image"],
     # The code SageMaker's PyTorch containers run around ours, for tests/containers/ only. sagemaker-training 5
     # needs protobuf>=5, which smdebug's pin (<=3.20.3) rules out; 4.8 has the same mapping and environment.
     "containers": ["sagemaker-inference>=1.10", "sagemaker-pytorch-inference>=2.0.25", "sagemaker-training>=4.8,<5"],

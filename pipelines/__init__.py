@@ -1,13 +1,2 @@
-"""Pipeline assembly, configuration and the local engine."""
-
-import logging
-import os
-import warnings
-
-# Before anything imports the SageMaker SDK: no v3 migration banner, no "Running within a PipelineSession" noise,
-# no "Not applying SDK defaults" lines, and a root logger the SDK's own basicConfig(INFO) cannot take over.
-os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
-warnings.filterwarnings("ignore", message="Running within a PipelineSession")
-logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-for _name in ("sagemaker", "sagemaker.config"):
-    logging.getLogger(_name).setLevel(logging.ERROR)
+"""Pipeline assembly, configuration, the targets and the local engine. Importing it configures nothing: the CLI
+sets up logging at its entry point, and the SDK is prepared where a session is built (pipelines/session.py)."""

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 
 from pipelines.config import ConfigError, PipelineConfig, load_config
+from pipelines.targets import Target, TargetError, open_target
+
+if TYPE_CHECKING:
+    from pipelines.building import BuiltDefinition
+    from pipelines.s3_bridge import S3Bridge
 
 console = Console()
 err_console = Console(stderr=True)
@@ -29,8 +33,6 @@ class UserError(click.ClickException):
 
 class PipelineCLI(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
-        from pipelines.targets import TargetError
-
         try:
             return super().invoke(ctx)
         except (ConfigError, TargetError, ValueError) as err:
@@ -56,33 +58,26 @@ class App:
     def is_local(self) -> bool:
         return self.config.project.target == "local"
 
-    def apply_verbosity(self) -> None:
-        """--verbose brings back the SDK's own log lines (pipelines/__init__.py quiets them by default)."""
-        if self.verbose:
-            for name in ("", "sagemaker", "sagemaker.config"):
-                logging.getLogger(name).setLevel(logging.INFO)
+    def target(self) -> Target:
+        return open_target(self.config)
 
-    def workspace(self):
-        from pipelines.local.workspace import Workspace
-
-        return Workspace.open(Path(self.config.local.workspace))
-
-    def target(self):
-        if self.is_local:
-            from pipelines.local.target import LocalTarget
-
-            return LocalTarget(self.config, self.workspace())
-        from pipelines.cloud import SageMakerTarget
-
-        return SageMakerTarget(self.config)
-
-    def build(self, uploads: str = "discard", bridge: Any = None):
-        """The definition, checked. `uploads`: discard (offline), workspace (local target) or a recording bridge."""
+    def build(self, code: S3Bridge | None = None) -> BuiltDefinition:
+        """The definition, checked. The code the SDK uploads meanwhile goes to `code` (a target's recording
+        bridge, for `upsert`), else nowhere (offline commands need only its URIs)."""
         from pipelines.building import build_definition
         from pipelines.session import Uploads, build_pipeline_session
 
-        if uploads == "workspace":
-            session = build_pipeline_session(self.config, Uploads.WORKSPACE, workspace_s3=self.workspace().s3_root)
-        else:
-            session = build_pipeline_session(self.config, Uploads.DISCARD, bridge=bridge)
-        return build_definition(self.config, session)
+        return build_definition(self.config, build_pipeline_session(self.config, Uploads.DISCARD, bridge=code))
+
+
+def configure_logging(verbose: bool) -> None:
+    """The CLI's logging, set at its entry before anything imports the SDK: warnings only, and the SDK's own lines
+    (the v3 banner, "Not applying SDK defaults", PipelineSession notices) off unless --verbose brings them back.
+    A root handler set here also makes the SDK's own basicConfig(INFO) a no-op."""
+    from pipelines.session import quiet_sdk_logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    quiet_sdk_logging()
+    if verbose:
+        for name in ("", "sagemaker", "sagemaker.config"):
+            logging.getLogger(name).setLevel(logging.INFO)

@@ -17,9 +17,9 @@ from pipelines.cli_app import App
 @click.pass_obj
 def report(app: App, execution: str | None, output: Path | None) -> None:
     """Write a self-contained HTML report of an execution (id or ARN; the latest by default); prints its path."""
-    from pipelines.report import collect_report, render_html
+    from pipelines.report import render_html
 
-    data = collect_report(app.target(), execution)
+    data = app.target().report_data(execution)
     path = output or Path(f"report-{data.execution_id}.html")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_html(data), encoding="utf-8")

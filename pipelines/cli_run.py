@@ -1,15 +1,14 @@
-"""The CLI's run-and-operate commands: start, status, executions, schedule, upload-data, models, endpoints, ..."""
+"""The CLI's commands that run the pipeline and follow its executions: start, status, executions, retry, logs,
+schedule, upload-data. Each works on both targets where the service offers the same thing."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import click
 
 from pipelines.cli_app import App, UserError, console, err_console
-from pipelines.cli_report import report
 from pipelines.targets import ExecutionSummary
 
 FAILED_STATUSES = ("Failed", "Stopped")
@@ -33,10 +32,10 @@ def _finish(summary: ExecutionSummary, as_json: bool) -> None:
 @click.pass_obj
 def start(app: App, params: tuple[str, ...], wait: bool | None, as_json: bool) -> None:
     """Start an execution; with --wait, exit non-zero if it fails."""
-    from pipelines.parameters import parse_parameter_overrides
+    from pipelines.parameters import split_parameter_pairs
     from pipelines.progress import LiveExecutionView
 
-    parameters = parse_parameter_overrides(params)  # refused before anything is sent
+    parameters = split_parameter_pairs(params)  # the target checks the values against its stored definition
     wait = app.is_local if wait is None else wait
     target = app.target()
     with LiveExecutionView(err_console, enabled=wait and not as_json) as view:
@@ -102,39 +101,24 @@ def schedule(app: App, cron, rate, name, disabled, describe_name, delete_name) -
     chosen = [x for x in (cron, rate, describe_name, delete_name) if x]
     if len(chosen) != 1:
         raise UserError(f"give exactly one of --cron, --rate, --describe NAME, --delete NAME; the forms: {VALID_FORMS}")
-    if app.is_local:
-        raise UserError("schedules run on AWS (EventBridge Scheduler): use --target sagemaker")
     if cron and (problem := cron_problem(cron)):
         raise UserError(f"bad --cron {cron!r}: {problem}. Valid forms: {VALID_FORMS}")
     try:
         rate_value = parse_rate(rate) if rate else None
     except ValueError as err:
         raise UserError(f"bad --rate: {err}. Valid forms: {VALID_FORMS}") from None
-    from pipelines.cloud import aws_errors
+    target = app.target()
+    if describe_name:
+        from pipelines.progress import print_json
 
-    pipeline = app.build().pipeline
-    with aws_errors("schedule"):
-        if describe_name:
-            from pipelines.progress import print_json
-
-            print_json(console, pipeline.describe_trigger(describe_name))
-        elif delete_name:
-            pipeline.delete_triggers([delete_name])
-            console.print(f"deleted schedule {delete_name}")
-        else:
-            _put_schedule(app, pipeline, cron, rate_value, name, disabled)
-
-
-def _put_schedule(app: App, pipeline, cron, rate_value, name, disabled) -> None:
-    from sagemaker.workflow.triggers import PipelineSchedule
-
-    name = name or f"{app.config.project.pipeline_name}-schedule"
-    trigger = PipelineSchedule(name=name, cron=cron, rate=rate_value, enabled=not disabled)
-    try:
-        arns = pipeline.put_triggers([trigger], role_arn=app.config.project.role_arn)
-    except RuntimeError as err:  # the SDK's word for "upsert the pipeline first"
-        raise UserError(str(err)) from None
-    console.print(f"schedule {name} ({'disabled' if disabled else 'enabled'}): {', '.join(arns)}", soft_wrap=True)
+        print_json(console, target.describe_schedule(describe_name))
+    elif delete_name:
+        target.delete_schedule(delete_name)
+        console.print(f"deleted schedule {delete_name}")
+    else:
+        name = name or f"{app.config.project.pipeline_name}-schedule"
+        arns = target.put_schedule(name, cron, rate_value, enabled=not disabled)
+        console.print(f"schedule {name} ({'disabled' if disabled else 'enabled'}): {', '.join(arns)}", soft_wrap=True)
 
 
 @click.command("upload-data")
@@ -163,45 +147,35 @@ def upload_data(app: App, source: Path, destination: str | None) -> None:
 
 
 @click.command()
-@click.argument("model_package_arn")
-@click.option("--status", "approval", type=click.Choice(["Approved", "Rejected", "PendingManualApproval"]),
-              default="Approved", show_default=True)
+@click.argument("execution", required=False)
+@click.option("--wait/--no-wait", default=None, help="follow the retry to its end (default: local waits)")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 @click.pass_obj
-def approve(app: App, model_package_arn: str, approval: str) -> None:
-    """Set a registered model version's approval status."""
-    app.target().approve(model_package_arn, approval)
-    console.print(f"{model_package_arn}: {approval}", soft_wrap=True)  # an ARN folded at 80 columns is no ARN
+def retry(app: App, execution: str | None, wait: bool | None, as_json: bool) -> None:
+    """Re-run a failed execution from its failed steps, reusing what succeeded."""
+    from pipelines.progress import LiveExecutionView
+
+    wait = app.is_local if wait is None else wait
+    with LiveExecutionView(err_console, enabled=wait and not as_json) as view:
+        summary = app.target().retry(execution, wait=wait, on_progress=view.update)
+    _finish(summary, as_json)
 
 
 @click.command()
-@click.option("--endpoint", "endpoint_name", required=True, help="endpoint name")
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="print the raw responses as JSON")
+@click.argument("step", required=False)
+@click.option("--execution", "execution_id", help="execution id or ARN (default: the latest)")
+@click.option("--tail", type=int, default=0, help="only the last N lines of each log")
 @click.pass_obj
-def invoke(app: App, endpoint_name: str, files: tuple[Path, ...], as_json: bool) -> None:
-    """Send images to an endpoint; prints the top labels and probabilities."""
-    from pipelines.progress import print_json
-
-    results = app.target().invoke(endpoint_name, list(files))
-    if as_json:
-        print_json(console, results)
-        return
-    for result in results:
-        console.print(f"[bold]{result['file']}[/bold]")
-        try:
-            predictions = json.loads(result["response"])["predictions"]
-        except (KeyError, TypeError, ValueError):
-            console.print(f"  {result['response']}")
-            continue
-        for prediction in predictions:
-            for entry in prediction.get("top_k", []):
-                console.print(f"  {entry['label']:<24} {entry['probability']:.3f}")
+def logs(app: App, step: str | None, execution_id: str | None, tail: int) -> None:
+    """Print the job logs of an execution's steps (local target; SageMaker keeps them in CloudWatch)."""
+    found = app.target().logs(execution_id, step)
+    if not found:
+        raise UserError(f"no job logs{' for step ' + step if step else ''} in that execution")
+    for job, path in found:
+        lines = Path(path).read_text(errors="replace").splitlines()
+        console.rule(f"{job}  ({path})")
+        for line in lines[-tail:] if tail else lines:
+            console.out(line, highlight=False)
 
 
-def register_commands(group: click.Group) -> None:
-    for command in (start, status, executions, schedule, upload_data, approve, invoke, report):
-        group.add_command(command)
-    from pipelines.cli_local import LOCAL_COMMANDS
-
-    for command in LOCAL_COMMANDS:
-        group.add_command(command)
+RUN_COMMANDS = (start, status, executions, retry, logs, schedule, upload_data)

@@ -1,53 +1,26 @@
-"""Commands for what a pipeline leaves behind: logs, retries, registered models and endpoints.
-
-Each works on both targets where the service offers the same thing (RetryPipelineExecution, ListModelPackages,
-ListEndpoints, DeleteEndpoint); `logs` reads the local engine's job logs (SageMaker keeps them in CloudWatch).
-"""
+"""The CLI's commands for what a pipeline leaves behind: registered model versions and endpoints, on both targets
+(the local registry and endpoints answer what ListModelPackages, ListEndpoints and InvokeEndpoint do)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
 from rich.table import Table
 
-from pipelines.cli_app import App, UserError, console, err_console
+from pipelines.cli_app import App, console
 
 
 @click.command()
-@click.argument("step", required=False)
-@click.option("--execution", "execution_id", help="execution id or ARN (default: the latest)")
-@click.option("--tail", type=int, default=0, help="only the last N lines of each log")
+@click.argument("model_package_arn")
+@click.option("--status", "approval", type=click.Choice(["Approved", "Rejected", "PendingManualApproval"]),
+              default="Approved", show_default=True)
 @click.pass_obj
-def logs(app: App, step: str | None, execution_id: str | None, tail: int) -> None:
-    """Print the job logs of an execution's steps (local target)."""
-    if not app.is_local:
-        raise UserError("on SageMaker, job logs are in CloudWatch Logs (/aws/sagemaker/TrainingJobs, "
-                        "/aws/sagemaker/ProcessingJobs); `logs` reads the local engine's")
-    found = app.target().logs(execution_id, step)
-    if not found:
-        raise UserError(f"no job logs{' for step ' + step if step else ''} in that execution")
-    for job, path in found:
-        lines = Path(path).read_text(errors="replace").splitlines()
-        console.rule(f"{job}  ({path})")
-        for line in lines[-tail:] if tail else lines:
-            console.out(line, highlight=False)
-
-
-@click.command()
-@click.argument("execution", required=False)
-@click.option("--wait/--no-wait", default=None, help="follow the retry to its end (default: local waits)")
-@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
-@click.pass_obj
-def retry(app: App, execution: str | None, wait: bool | None, as_json: bool) -> None:
-    """Re-run a failed execution from its failed steps, reusing what succeeded."""
-    from pipelines.cli_commands import _finish
-    from pipelines.progress import LiveExecutionView
-
-    wait = app.is_local if wait is None else wait
-    with LiveExecutionView(err_console, enabled=wait and not as_json) as view:
-        summary = app.target().retry(execution, wait=wait, on_progress=view.update)
-    _finish(summary, as_json)
+def approve(app: App, model_package_arn: str, approval: str) -> None:
+    """Set a registered model version's approval status."""
+    app.target().approve(model_package_arn, approval)
+    console.print(f"{model_package_arn}: {approval}", soft_wrap=True)  # an ARN folded at 80 columns is no ARN
 
 
 @click.command()
@@ -95,4 +68,29 @@ def delete_endpoint(app: App, name: str) -> None:
     console.print(f"deleted endpoint {name}")
 
 
-LOCAL_COMMANDS = (logs, retry, models, endpoints, delete_endpoint)
+@click.command()
+@click.option("--endpoint", "endpoint_name", required=True, help="endpoint name")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="print the raw responses as JSON")
+@click.pass_obj
+def invoke(app: App, endpoint_name: str, files: tuple[Path, ...], as_json: bool) -> None:
+    """Send images to an endpoint; prints the top labels and probabilities."""
+    from pipelines.progress import print_json
+
+    results = app.target().invoke(endpoint_name, list(files))
+    if as_json:
+        print_json(console, results)
+        return
+    for result in results:
+        console.print(f"[bold]{result['file']}[/bold]")
+        try:
+            predictions = json.loads(result["response"])["predictions"]
+        except (KeyError, TypeError, ValueError):
+            console.print(f"  {result['response']}")
+            continue
+        for prediction in predictions:
+            for entry in prediction.get("top_k", []):
+                console.print(f"  {entry['label']:<24} {entry['probability']:.3f}")
+
+
+SERVING_COMMANDS = (approve, models, invoke, endpoints, delete_endpoint)

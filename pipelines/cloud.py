@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import functools
 import json
-import mimetypes
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.exceptions import (
@@ -24,8 +23,20 @@ from botocore.exceptions import (
 
 from pipelines.config import PipelineConfig
 from pipelines.model_quality import accuracy_of, sagemaker_endpoint_url
+from pipelines.parameters import ParameterError, coerce_parameters, to_service_text
+from pipelines.s3_bridge import S3Bridge
 from pipelines.s3_urls import parse_s3_url
-from pipelines.targets import ExecutionSummary, ProgressCallback, StepSummary, TargetError, files_to_upload
+from pipelines.target_base import (
+    ExecutionSummary,
+    ProgressCallback,
+    StepSummary,
+    TargetError,
+    content_type_of,
+    files_to_upload,
+)
+
+if TYPE_CHECKING:
+    from pipelines.report.model import ReportData
 
 CREDENTIAL_ERRORS = (
     "ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException",
@@ -79,7 +90,14 @@ class SageMakerTarget:
     def client(self) -> Any:
         return self.boto_session.client("sagemaker")
 
-    def upsert(self, definition: str, description: str) -> str:
+    def code_uploads(self) -> S3Bridge:
+        return S3Bridge(None, record=True)
+
+    def upsert(self, definition: str, description: str, code: S3Bridge | None = None) -> str:
+        if code is not None:
+            s3 = self.boto_session.client("s3")
+            with aws_errors(f"upload of the pipeline's code to s3://{self.config.project.bucket}"):
+                code.replay(lambda bucket, key, data: s3.put_object(Bucket=bucket, Key=key, Body=data))
         request = {
             "PipelineName": self.pipeline_name,
             "PipelineDefinition": definition,
@@ -98,10 +116,26 @@ class SageMakerTarget:
 
     def start(self, parameters: dict[str, Any], wait: bool, on_progress: ProgressCallback | None) -> ExecutionSummary:
         with aws_errors(f"start of pipeline {self.pipeline_name}"):
+            stored = self.client.describe_pipeline(PipelineName=self.pipeline_name)["PipelineDefinition"]
+            # Checked against the definition that will run (the service only says "invalid" of a bad value).
+            declared = json.loads(stored).get("Parameters") or []
+            try:
+                values = coerce_parameters(declared, parameters)
+            except ParameterError as err:
+                raise TargetError(str(err)) from None
             arn = self.client.start_pipeline_execution(
                 PipelineName=self.pipeline_name,
-                PipelineParameters=[{"Name": k, "Value": str(v)} for k, v in parameters.items()],
+                PipelineParameters=[{"Name": name, "Value": to_service_text(values[name])} for name in parameters],
             )["PipelineExecutionArn"]
+        return self._follow(arn, wait, on_progress)
+
+    def retry(self, execution: str | None, wait: bool, on_progress: ProgressCallback | None) -> ExecutionSummary:
+        arn = execution or self.describe_execution(None).arn
+        with aws_errors(f"retry of {arn}"):
+            self.client.retry_pipeline_execution(PipelineExecutionArn=arn)
+        return self._follow(arn, wait, on_progress)
+
+    def _follow(self, arn: str, wait: bool, on_progress: ProgressCallback | None) -> ExecutionSummary:
         summary = self.describe_execution(arn)
         while wait and summary.status not in TERMINAL_STATUSES:
             if on_progress:
@@ -186,19 +220,6 @@ class SageMakerTarget:
             results.append({"file": str(path), "response": response["Body"].read().decode()})
         return results
 
-    # retry / models / endpoints / delete-endpoint: see SageMakerOperations below.
-    def retry(self, arn: str | None, wait: bool, on_progress: ProgressCallback | None) -> ExecutionSummary:
-        return SageMakerOperations(self).retry(arn, wait, on_progress)
-
-    def list_models(self) -> list[dict[str, Any]]:
-        return SageMakerOperations(self).list_models()
-
-    def list_endpoints(self) -> list[dict[str, Any]]:
-        return SageMakerOperations(self).list_endpoints()
-
-    def delete_endpoint(self, name: str) -> None:
-        SageMakerOperations(self).delete_endpoint(name)
-
     def upload_data(self, source: Path, url: str, progress: Callable[[str], None] = print) -> str:
         """Uploads a dataset folder (every file, paths kept) or one archive under the S3 prefix `url`."""
         destination = parse_s3_url(url, "the upload destination")
@@ -210,36 +231,10 @@ class SageMakerTarget:
         progress(f"uploaded {len(files)} file(s) to {destination}")
         return str(destination)
 
-
-def content_type_of(path: Path) -> str:
-    guessed, _ = mimetypes.guess_type(path.name)
-    if guessed == "application/json":
-        return guessed
-    return guessed if guessed and guessed.startswith("image/") else "application/x-image"
-
-
-class SageMakerOperations:
-    """The service's side of `retry`, `models`, `endpoints` and `delete-endpoint`."""
-
-    def __init__(self, target: SageMakerTarget) -> None:
-        self.target = target
-
-    def retry(self, arn: str | None, wait: bool, on_progress: ProgressCallback | None) -> ExecutionSummary:
-        arn = arn or self.target.describe_execution(None).arn
-        with aws_errors(f"retry of {arn}"):
-            self.target.client.retry_pipeline_execution(PipelineExecutionArn=arn)
-        summary = self.target.describe_execution(arn)
-        while wait and summary.status not in TERMINAL_STATUSES:
-            if on_progress:
-                on_progress(summary)
-            time.sleep(POLL_SECONDS)
-            summary = self.target.describe_execution(arn)
-        return summary
-
     def list_models(self) -> list[dict[str, Any]]:
-        group = self.target.config.project.model_package_group
+        group = self.config.project.model_package_group
         with aws_errors(f"models of group {group}"):
-            pages = self.target.client.get_paginator("list_model_packages").paginate(ModelPackageGroupName=group)
+            pages = self.client.get_paginator("list_model_packages").paginate(ModelPackageGroupName=group)
             rows = [row for page in pages for row in page.get("ModelPackageSummaryList", [])]
         return [{"arn": r["ModelPackageArn"], "approval": r.get("ModelApprovalStatus", ""),
                  "created": _iso(r.get("CreationTime")), "accuracy": self._accuracy(r["ModelPackageArn"])}
@@ -249,25 +244,68 @@ class SageMakerOperations:
         """The test accuracy in the package's ModelMetrics (EvaluateModel's evaluation.json); None when the package
         has none or it cannot be read: one unreadable report must not hide the other versions."""
         try:
-            described = self.target.client.describe_model_package(ModelPackageName=package_arn)
+            described = self.client.describe_model_package(ModelPackageName=package_arn)
             uri = (((described.get("ModelMetrics") or {}).get("ModelQuality") or {}).get("Statistics") or {}) \
                 .get("S3Uri")
             if not uri:
                 return None
             location = parse_s3_url(uri, "the model's statistics")
-            body = self.target.boto_session.client("s3").get_object(Bucket=location.bucket, Key=location.key)
+            body = self.boto_session.client("s3").get_object(Bucket=location.bucket, Key=location.key)
             return accuracy_of(json.loads(body["Body"].read()))
         except (ClientError, BotoCoreError, ValueError):
             return None
 
     def list_endpoints(self) -> list[dict[str, Any]]:
-        region = self.target.boto_session.region_name or self.target.config.project.region
+        region = self.boto_session.region_name or self.config.project.region
         with aws_errors("endpoints"):
-            pages = self.target.client.get_paginator("list_endpoints").paginate()
+            pages = self.client.get_paginator("list_endpoints").paginate()
             rows = [row for page in pages for row in page.get("Endpoints", [])]
         return [{"name": r["EndpointName"], "status": r.get("EndpointStatus", ""), "arn": r.get("EndpointArn", ""),
                  "url": sagemaker_endpoint_url(region, r["EndpointName"])} for r in rows]
 
     def delete_endpoint(self, name: str) -> None:
         with aws_errors(f"delete of endpoint {name}"):
-            self.target.client.delete_endpoint(EndpointName=name)
+            self.client.delete_endpoint(EndpointName=name)
+
+    def logs(self, execution: str | None, step: str | None) -> list[tuple[str, Path]]:
+        raise TargetError("on SageMaker, job logs are in CloudWatch Logs (/aws/sagemaker/TrainingJobs, "
+                          "/aws/sagemaker/ProcessingJobs); `logs` reads the local engine's")
+
+    def report_data(self, execution: str | None) -> ReportData:
+        from pipelines.report.sagemaker import SageMakerCollector
+
+        region = self.config.project.region or self.boto_session.region_name
+        collector = SageMakerCollector(self.client, self.boto_session.client("s3"), self.pipeline_name, region)
+        with aws_errors("report"):
+            return collector.collect(execution)
+
+    # ------------------------------------------------------------------------------------------ schedules
+    def put_schedule(self, name: str, cron: str | None, rate: tuple[int, str] | None, enabled: bool) -> list[str]:
+        pipeline = self._sdk_pipeline()
+        from sagemaker.workflow.triggers import PipelineSchedule
+
+        trigger = PipelineSchedule(name=name, cron=cron, rate=rate, enabled=enabled)
+        with aws_errors("schedule"):
+            try:
+                return pipeline.put_triggers([trigger], role_arn=self.config.project.role_arn)
+            except RuntimeError as err:  # the SDK's word for "upsert the pipeline first"
+                raise TargetError(f"schedule: {err}") from None
+
+    def describe_schedule(self, name: str) -> dict[str, Any]:
+        with aws_errors("schedule"):
+            return self._sdk_pipeline().describe_trigger(name)
+
+    def delete_schedule(self, name: str) -> None:
+        with aws_errors("schedule"):
+            self._sdk_pipeline().delete_triggers([name])
+
+    def _sdk_pipeline(self) -> Any:
+        """The SDK's Pipeline by name: its trigger methods wrap EventBridge Scheduler with the role and target
+        SageMaker expects."""
+        from pipelines.building import require_cloud_settings
+        from pipelines.session import build_sdk_session
+
+        require_cloud_settings(self.config)
+        from sagemaker.workflow.pipeline import Pipeline
+
+        return Pipeline(name=self.pipeline_name, sagemaker_session=build_sdk_session(self.config, self.boto_session))

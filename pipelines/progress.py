@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from pipelines.targets import ExecutionSummary
+from pipelines.target_base import ExecutionSummary
 
 STATUS_STYLES = {
     "Succeeded": "green", "Completed": "green", "Executing": "yellow", "Starting": "yellow",

@@ -90,10 +90,10 @@ class S3Bridge:
     def _path(self, params: dict[str, Any]) -> Path | None:
         return None if self.root is None else _object_path(self.root, params["Bucket"], params["Key"])
 
-    def replay(self, s3_client: Any) -> int:
-        """Uploads what was recorded, through a real client; returns the number of objects."""
+    def replay(self, put: Callable[[str, str, bytes], None]) -> int:
+        """Hands each recorded object to `put(bucket, key, data)` (a real S3 client, a folder); returns how many."""
         for (bucket, key), data in self.recorded.items():
-            s3_client.put_object(Bucket=bucket, Key=key, Body=data)
+            put(bucket, key, data)
         return len(self.recorded)
 
     def _write(self, params: dict[str, Any], data: bytes) -> dict[str, Any]:

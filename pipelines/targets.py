@@ -1,62 +1,36 @@
-"""What the CLI needs from a target (SageMaker, or the local engine): one small interface, two implementations."""
+"""What the CLI needs from a target (SageMaker, or the local engine): one interface, two implementations.
+
+The CLI talks to a target only through `Target` and gets one from `open_target`: no CLI module imports
+`pipelines.local` or `pipelines.cloud`. The implementations import what they share from `pipelines.target_base`,
+never this module, so the factory here makes no import cycle.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from pipelines.target_base import ExecutionSummary, ProgressCallback, StepSummary, TargetError
 
-class TargetError(Exception):
-    """A user-facing failure of a target operation: the CLI prints the message, no traceback."""
+if TYPE_CHECKING:
+    from pipelines.config import PipelineConfig
+    from pipelines.report.model import ReportData
+    from pipelines.s3_bridge import S3Bridge
 
-
-@dataclass
-class StepSummary:
-    name: str
-    type: str
-    status: str  # Starting | Executing | Succeeded | Failed | Stopped | Skipped? (not run: absent)
-    failure_reason: str | None = None
-    started: str | None = None  # ISO 8601
-    ended: str | None = None
-    # Extra facts worth showing: rule evaluation statuses, endpoint URL, model package ARN, cache hit...
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class ExecutionSummary:
-    arn: str
-    status: str  # Executing | Succeeded | Failed | Stopping | Stopped
-    failure_reason: str | None = None
-    started: str | None = None
-    ended: str | None = None
-    parameters: dict[str, Any] = field(default_factory=dict)
-    steps: list[StepSummary] | None = None  # None when the target cannot list them
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-ProgressCallback = Callable[[ExecutionSummary], None]
-
-
-def files_to_upload(source: Path) -> list[tuple[Path, str]]:
-    """(file, key relative to the destination) for a dataset folder (every file, paths kept) or one archive."""
-    if source.is_file():
-        return [(source, source.name)]
-    files = sorted(path for path in source.rglob("*") if path.is_file())
-    if not files:
-        raise TargetError(f"{source} holds no files: nothing to upload (pass a folder of class folders of images, "
-                          "or an archive of one)")
-    return [(path, path.relative_to(source).as_posix()) for path in files]
+__all__ = ["ExecutionSummary", "ProgressCallback", "StepSummary", "Target", "TargetError", "open_target"]
 
 
 class Target(Protocol):
     name: str
 
-    def upsert(self, definition: str, description: str) -> str:
-        """Creates or updates the pipeline; returns its ARN."""
+    def code_uploads(self) -> S3Bridge:
+        """Where the code the SDK uploads while building the definition goes: recorded, to be stored by `upsert`
+        once the definition has passed validation (nothing is stored for a definition that is refused)."""
+        ...
+
+    def upsert(self, definition: str, description: str, code: S3Bridge | None = None) -> str:
+        """Stores the recorded code, then creates or updates the pipeline; returns its ARN."""
         ...
 
     def start(self, parameters: dict[str, Any], wait: bool, on_progress: ProgressCallback | None) -> ExecutionSummary:
@@ -79,3 +53,48 @@ class Target(Protocol):
     def upload_data(self, source: Path, url: str, progress: Callable[[str], None] = print) -> str:
         """Copies a dataset folder or archive under the S3 prefix `url` (exactly there); returns the URL."""
         ...
+
+    def retry(self, execution: str | None, wait: bool, on_progress: ProgressCallback | None) -> ExecutionSummary:
+        """Re-runs a failed execution (id or ARN; the latest when None) from its failed steps."""
+        ...
+
+    def logs(self, execution: str | None, step: str | None) -> list[tuple[str, Path]]:
+        """(job name, log file) of the execution's jobs, oldest first; a target that keeps no log files here
+        raises TargetError saying where they are."""
+        ...
+
+    def list_models(self) -> list[dict[str, Any]]:
+        """The model package group's versions: arn, approval, created, accuracy (None when unknown)."""
+        ...
+
+    def list_endpoints(self) -> list[dict[str, Any]]:
+        """name, status, url (and model, where the target knows it) of each endpoint."""
+        ...
+
+    def delete_endpoint(self, name: str) -> None:
+        ...
+
+    def report_data(self, execution: str | None) -> ReportData:
+        """What the HTML report shows of an execution (id or ARN; the latest when None)."""
+        ...
+
+    def put_schedule(self, name: str, cron: str | None, rate: tuple[int, str] | None, enabled: bool) -> list[str]:
+        """Creates or updates a schedule that starts the pipeline; returns the schedule ARNs."""
+        ...
+
+    def describe_schedule(self, name: str) -> dict[str, Any]:
+        ...
+
+    def delete_schedule(self, name: str) -> None:
+        ...
+
+
+def open_target(config: PipelineConfig) -> Target:
+    """The configured target: the local engine (workspace `[local] workspace`) or the SageMaker service."""
+    if config.project.target == "local":
+        from pipelines.local.target import LocalTarget
+
+        return LocalTarget(config)
+    from pipelines.cloud import SageMakerTarget
+
+    return SageMakerTarget(config)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from sagemaker.debugger import CollectionConfig, DebuggerHookConfig, ProfilerConfig, ProfilerRule, Rule, rule_configs
 from sagemaker.workflow.pipeline_context import PipelineSession
 from sagemaker.workflow.steps import CacheConfig, ProcessingStep, TrainingStep, TuningStep
-from smdebug_rulesconfig.debugger_rules import builtin_rules
-from smdebug_rulesconfig.profiler_rules.rules import ProfilerRuleBase
 
-from pipelines.config import ConfigError, PipelineConfig, RulesConfig
+from pipelines.config import PipelineConfig, RulesConfig
+from pipelines.config_checks import profiler_rule_value
 from pipelines.parameters import PipelineParameters
 from pipelines.session import bucket_and_role
 from steps.estimator import build_estimator, static_hyperparameters
@@ -28,29 +26,6 @@ EVERY_STEP = ("losses", "labels", "predictions")  # a scalar or one integer a sa
 SYSTEM_MONITOR_INTERVAL_MS = 500
 
 
-def available_rules(section: str) -> list[str]:
-    """The built-in rule names `[debugger] rules` (rule functions) or `[profiler] rules` (ProfilerRule classes) take.
-
-    `rule_configs` also exports actions and helpers (SMS, Email, get_collection, ...), which are no rules.
-    """
-
-    def is_rule(obj: Any) -> bool:
-        if section == "profiler":
-            return inspect.isclass(obj) and issubclass(obj, ProfilerRuleBase) and obj is not ProfilerRuleBase
-        return inspect.isfunction(obj) and obj.__module__ == builtin_rules.__name__
-
-    return sorted(n for n in dir(rule_configs) if not n.startswith("_") and is_rule(getattr(rule_configs, n)))
-
-
-def _rule_factory(name: str, section: str) -> Any:
-    if name not in available_rules(section):
-        other = "profiler" if section == "debugger" else "debugger"
-        hint = f" ('{name}' is a {other} rule: list it in [{other}] rules)" if name in available_rules(other) else ""
-        known = ", ".join(available_rules(section))
-        raise ConfigError(f"[{section}] rules: unknown rule '{name}'{hint}; available: {known}")
-    return getattr(rule_configs, name)
-
-
 def _stop_training(name: str, rules: RulesConfig) -> Any:
     return rule_configs.ActionList(rule_configs.StopTraining()) if name in rules.stop_training_on else None
 
@@ -61,7 +36,7 @@ def debugger_rules(config: PipelineConfig) -> list[Rule]:
         return []
     built = []
     for name in rules.rules:
-        base = _rule_factory(name, "debugger")()
+        base = getattr(rule_configs, name)()
         built.append(Rule.sagemaker(
             base,
             rule_parameters=dict(rules.rule_parameters.get(name, {})) or None,
@@ -90,26 +65,9 @@ def profiler_rules(config: PipelineConfig) -> list[ProfilerRule]:
         return []
     built = []
     for name in rules.rules:
-        factory = _rule_factory(name, "profiler")
-        parameters = {key: _number_or_text(value) for key, value in rules.rule_parameters.get(name, {}).items()}
-        try:
-            base = factory(**parameters)
-        # TypeError: the rule class names the parameters it takes; AssertionError: its range checks
-        # ("threshold must be a valid percentile!").
-        except (TypeError, AssertionError) as err:
-            raise ConfigError(f"[profiler.rule_parameters.{name}] {err}") from None
-        built.append(ProfilerRule.sagemaker(base))
+        parameters = {key: profiler_rule_value(value) for key, value in rules.rule_parameters.get(name, {}).items()}
+        built.append(ProfilerRule.sagemaker(getattr(rule_configs, name)(**parameters)))
     return built
-
-
-def _number_or_text(value: str) -> Any:
-    """The config keeps rule parameters as the API's strings; profiler rule classes compare them as numbers."""
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(value, value)
 
 
 def debugging_arguments(config: PipelineConfig) -> dict[str, Any]:

@@ -42,10 +42,6 @@ CREATE TABLE IF NOT EXISTS endpoint_configs (
 """
 
 
-def _region(config: Any) -> str:
-    return config.project.region if config is not None else DEFAULT_REGION
-
-
 def generated_model_name(execution_id: str, step_name: str) -> str:
     """`pipelines-<execution-id>-<step-name>-<random>` in the service's model-name alphabet, at most 63 chars."""
     def clean(text: str) -> str:
@@ -121,9 +117,9 @@ def _artifact(workspace: Workspace, uri: str) -> Path:
 class CreateModelHandler:
     """The Model step (CreateModel)."""
 
-    def __init__(self, workspace: Workspace, store: StateStore, config: Any = None) -> None:
+    def __init__(self, workspace: Workspace, store: StateStore, region: str = DEFAULT_REGION) -> None:
         self.workspace = workspace
-        self.records = DeploymentRecords(store, _region(config))
+        self.records = DeploymentRecords(store, region)
 
     def run(self, run: StepRun) -> dict[str, Any]:
         request = run.arguments
@@ -143,8 +139,8 @@ class CreateModelHandler:
 class EndpointConfigHandler:
     """The EndpointConfig step (CreateEndpointConfig)."""
 
-    def __init__(self, workspace: Workspace, store: StateStore, config: Any = None) -> None:
-        self.records = DeploymentRecords(store, _region(config))
+    def __init__(self, workspace: Workspace, store: StateStore, region: str = DEFAULT_REGION) -> None:
+        self.records = DeploymentRecords(store, region)
 
     def run(self, run: StepRun) -> dict[str, Any]:
         name, variants = run.arguments["EndpointConfigName"], list(run.arguments.get("ProductionVariants") or [])
@@ -165,11 +161,11 @@ class EndpointConfigHandler:
 class EndpointHandler:
     """The Endpoint step (CreateEndpoint; an existing endpoint is updated to the new config, like UpdateEndpoint)."""
 
-    def __init__(self, workspace: Workspace, store: StateStore, config: Any = None,
+    def __init__(self, workspace: Workspace, store: StateStore, region: str = DEFAULT_REGION,
                  manager: EndpointManager | None = None) -> None:
         self.workspace = workspace
-        self.records = DeploymentRecords(store, _region(config))
-        self.manager = manager or EndpointManager(workspace, store, _region(config))
+        self.records = DeploymentRecords(store, region)
+        self.manager = manager or EndpointManager(workspace, store, region)
 
     def run(self, run: StepRun) -> dict[str, Any]:
         name, config_name = run.arguments["EndpointName"], run.arguments["EndpointConfigName"]

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from pipelines.parameters import coerce_parameters
 from pipelines.validation import is_expression, property_path_tokens, resolve_json_path
 
 STEP_REFERENCE = re.compile(r"^Steps\.([A-Za-z0-9\-_]+)(.*)$")
-PARAMETER_TYPES = ("String", "Integer", "Float", "Boolean")
 ORDERINGS: dict[str, Callable[[Any, Any], bool]] = {
     "GreaterThan": lambda a, b: a > b,
     "GreaterThanOrEqualTo": lambda a, b: a >= b,
@@ -36,84 +36,6 @@ ORDERINGS: dict[str, Callable[[Any, Any], bool]] = {
 
 class ExpressionError(Exception):
     """An expression cannot be evaluated; the message says which and why."""
-
-
-class ParameterError(ValueError):
-    """A parameter value the pipeline does not accept (unknown name, wrong type, not among EnumValues)."""
-
-
-# ---------------------------------------------------------------------------------------------- parameters
-def coerce_parameters(definition: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
-    """Every parameter's value: `given` (strings from a command line are fine) over the defaults, typed as declared."""
-    declared = {p["Name"]: p for p in definition.get("Parameters", [])}
-    for name in given:
-        if name not in declared:
-            valid = ", ".join(declared) or "(none)"
-            raise ParameterError(f"unknown parameter {name!r}; this pipeline's parameters are: {valid}")
-    values = {}
-    for name, spec in declared.items():
-        if name in given:
-            values[name] = coerce_parameter(name, spec, given[name])
-        elif "DefaultValue" in spec:
-            values[name] = coerce_parameter(name, spec, spec["DefaultValue"])
-        else:
-            raise ParameterError(f"parameter {name} has no default value: pass one")
-    return values
-
-
-def coerce_parameter(name: str, spec: Mapping[str, Any], value: Any) -> Any:
-    kind = spec.get("Type", "String")
-    if kind not in PARAMETER_TYPES:
-        raise ParameterError(f"parameter {name} has type {kind!r}; known types: {', '.join(PARAMETER_TYPES)}")
-    try:
-        typed = _COERCIONS[kind](value)
-    except (TypeError, ValueError):
-        raise ParameterError(f"parameter {name} is {_TYPE_WORDS[kind]}; got {value!r}") from None
-    allowed = spec.get("EnumValues")
-    if allowed and typed not in allowed:
-        raise ParameterError(f"parameter {name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
-    return typed
-
-
-def _to_integer(value: Any) -> int:
-    if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
-        raise ValueError(value)
-    if isinstance(value, str):
-        return int(value.strip())
-    if isinstance(value, int | float):
-        return int(value)
-    raise TypeError(value)
-
-
-def _to_float(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise TypeError(value)
-    return float(value)
-
-
-def _to_boolean(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    raise ValueError(value)
-
-
-def _to_string(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool | int | float):
-        return to_text(value)
-    raise TypeError(value)
-
-
-_COERCIONS: dict[str, Callable[[Any], Any]] = {
-    "String": _to_string, "Integer": _to_integer, "Float": _to_float, "Boolean": _to_boolean,
-}
-_TYPE_WORDS = {
-    "String": "a String (text)", "Integer": "an Integer (a whole number)", "Float": "a Float (a number)",
-    "Boolean": "a Boolean (true or false)",
-}
 
 
 # ---------------------------------------------------------------------------------------------- the context
@@ -140,7 +62,8 @@ class ExecutionContext:
             "PipelineArn": pipeline_arn,
             "StartDateTime": started,
         }
-        return cls(coerce_parameters(definition, parameters), variables, read_uri=read_uri)
+        declared = definition.get("Parameters") or []
+        return cls(coerce_parameters(declared, parameters), variables, read_uri=read_uri)
 
     def variable(self, name: str) -> str:
         if name == "CurrentDateTime":
@@ -219,7 +142,7 @@ def lookup_property(properties: Any, path: str, reference: str) -> Any:
         tokens = property_path_tokens(path)
     except ValueError as err:
         raise ExpressionError(f"Get {reference}: {err}") from None
-    value, walked = properties, []
+    value, walked = properties, list[str]()
     for token in tokens:
         found, inner = _step_into(value, token)
         if not found:
@@ -361,9 +284,9 @@ def values_equal(left: Any, right: Any) -> bool:
 
 def _ordered(kind: str, left: Any, right: Any) -> bool:
     a, b = as_number(left), as_number(right)
-    if a is None or b is None:
-        if not (isinstance(left, str) and isinstance(right, str)):
-            raise ExpressionError(f"{kind} cannot compare {left!r} ({type(left).__name__}) with {right!r} "
-                                  f"({type(right).__name__})")
-        a, b = left, right
-    return ORDERINGS[kind](a, b)
+    if a is not None and b is not None:
+        return ORDERINGS[kind](a, b)
+    if not (isinstance(left, str) and isinstance(right, str)):
+        raise ExpressionError(f"{kind} cannot compare {left!r} ({type(left).__name__}) with {right!r} "
+                              f"({type(right).__name__})")
+    return ORDERINGS[kind](left, right)

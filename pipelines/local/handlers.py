@@ -1,6 +1,6 @@
 """The step handlers the local engine runs, by step type: the one place that knows which module handles what.
 
-Each handler class takes `(workspace, store, config)` and has `run(StepRun) -> properties` (see `step_api`). The
+Each handler class takes `(workspace, store, region)` and has `run(StepRun) -> properties` (see `step_api`). The
 modules are imported when the handlers are made, so commands that run no step do not pay for them.
 """
 
@@ -14,7 +14,7 @@ from pipelines.local.state import StateStore
 from pipelines.local.step_api import StepHandler
 from pipelines.local.workspace import Workspace
 
-HandlersFactory = Callable[[Workspace, StateStore, Any], Mapping[str, StepHandler]]
+HandlersFactory = Callable[[Workspace, StateStore, str], Mapping[str, StepHandler]]
 # step type -> (module, class)
 HANDLER_CLASSES: dict[str, tuple[str, str]] = {
     "Processing": ("pipelines.local.processing", "ProcessingJobHandler"),
@@ -27,11 +27,12 @@ HANDLER_CLASSES: dict[str, tuple[str, str]] = {
 }
 
 
-def default_handlers(workspace: Workspace, store: StateStore, config: Any) -> dict[str, StepHandler]:
+def default_handlers(workspace: Workspace, store: StateStore, region: str) -> dict[str, StepHandler]:
+    """One handler per step type, for jobs and resources named in `region` (their ARNs say it)."""
     handlers = {}
     for step_type, (module, name) in HANDLER_CLASSES.items():
         handler_class = getattr(importlib.import_module(module), name)
-        handlers[step_type] = handler_class(workspace, store, config)
+        handlers[step_type] = handler_class(workspace, store, region)
     return handlers
 
 

@@ -125,9 +125,8 @@ class ProcessingJob:
 class ProcessingJobHandler:
     """The `Processing` step type."""
 
-    def __init__(self, workspace: Workspace, store: Any = None, config: Any = None) -> None:
-        self.workspace, self.store, self.config = workspace, store, config
-        self.region = getattr(getattr(config, "project", None), "region", None) or DEFAULT_REGION
+    def __init__(self, workspace: Workspace, store: Any = None, region: str = DEFAULT_REGION) -> None:
+        self.workspace, self.store, self.region = workspace, store, region
 
     def run(self, run: StepRun) -> dict[str, Any]:
         name = job_name(run.step_name, run.execution_id)

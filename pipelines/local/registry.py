@@ -18,7 +18,7 @@ from pipelines.local.state import StateStore, utc_now
 from pipelines.local.step_api import StepFailed, StepRun
 from pipelines.local.workspace import Workspace
 from pipelines.model_quality import accuracy_of
-from pipelines.targets import TargetError
+from pipelines.target_base import TargetError
 
 # The service's default for a package registered into a group without ModelApprovalStatus.
 DEFAULT_APPROVAL = "PendingManualApproval"
@@ -161,9 +161,9 @@ class ModelRegistry:
 class RegisterModelHandler:
     """The RegisterModel step (CreateModelPackage)."""
 
-    def __init__(self, workspace: Workspace, store: StateStore, config: Any = None) -> None:
+    def __init__(self, workspace: Workspace, store: StateStore, region: str = DEFAULT_REGION) -> None:
         self.workspace = workspace
-        self.registry = ModelRegistry(store, config.project.region if config is not None else DEFAULT_REGION)
+        self.registry = ModelRegistry(store, region)
 
     def run(self, run: StepRun) -> dict[str, Any]:
         request = run.arguments

@@ -10,7 +10,6 @@ used. Every user mistake raises `TargetError` with what to do about it.
 from __future__ import annotations
 
 import json
-import mimetypes
 import os
 import secrets
 import shutil
@@ -20,24 +19,34 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
 from pipelines.config import REPO_ROOT, PipelineConfig
 from pipelines.local.executor import Executor
-from pipelines.local.expressions import ParameterError, coerce_parameters
 from pipelines.local.handlers import HandlersFactory, default_handlers, factory_reference
 from pipelines.local.state import ExecutionRecord, PipelineRecord, StateStore, StepRecord, process_identity
 from pipelines.local.workspace import Workspace
-from pipelines.parameters import builtin_input_data_url
+from pipelines.parameters import ParameterError, builtin_input_data_url, coerce_parameters
+from pipelines.s3_bridge import S3Bridge, s3_uri_to_path
 from pipelines.s3_urls import parse_s3_url
-from pipelines.targets import ExecutionSummary, ProgressCallback, StepSummary, TargetError, files_to_upload
+from pipelines.target_base import (
+    ExecutionSummary,
+    ProgressCallback,
+    StepSummary,
+    TargetError,
+    content_type_of,
+    files_to_upload,
+)
+
+if TYPE_CHECKING:
+    from pipelines.report.model import ReportData
 
 ACCOUNT_ID = "000000000000"
 EXECUTION_ID_ALPHABET = string.ascii_lowercase + string.digits
 EXECUTION_ID_LENGTH = 12
-CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".json": "application/json"}
+SCHEDULES_ARE_CLOUD = "schedules run on AWS (EventBridge Scheduler): use --target sagemaker"
 
 
 def new_execution_id() -> str:
@@ -50,7 +59,7 @@ class LocalTarget:
     def __init__(self, config: PipelineConfig, workspace: Workspace | str | Path | None = None, *,
                  handlers_factory: HandlersFactory | None = None, cpu_budget: int | None = None,
                  on_log: Callable[[str, str], None] | None = None) -> None:
-        """`handlers_factory(workspace, store, config)` gives the step handlers (default: the real ones); `on_log`
+        """`handlers_factory(workspace, store, region)` gives the step handlers (default: the real ones); `on_log`
         gets (step, line) for every log line of a step run in this process."""
         self.config = config
         location = workspace.root if isinstance(workspace, Workspace) else workspace or config.local.workspace
@@ -73,20 +82,30 @@ class LocalTarget:
         return f"arn:aws:sagemaker:{self.config.project.region}:{ACCOUNT_ID}:pipeline/{self.pipeline_name}"
 
     # ------------------------------------------------------------------------------------------ Target
-    def upsert(self, definition: str, description: str) -> str:
+    def code_uploads(self) -> S3Bridge:
+        return S3Bridge(None, record=True)
+
+    def upsert(self, definition: str, description: str, code: S3Bridge | None = None) -> str:
         try:
             parsed = json.loads(definition)
         except ValueError as err:
             raise TargetError(f"the pipeline definition is not valid JSON: {err}") from None
         if not isinstance(parsed, dict) or not isinstance(parsed.get("Steps"), list):
             raise TargetError("the pipeline definition must be a JSON object with a list of Steps")
+        if code is not None:
+            code.replay(self._store_object)
         self.store.upsert_pipeline(self.pipeline_name, self.pipeline_arn, definition, description)
         return self.pipeline_arn
+
+    def _store_object(self, bucket: str, key: str, data: bytes) -> None:
+        path = s3_uri_to_path(self.workspace.s3_root, f"s3://{bucket}/{key}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
 
     def start(self, parameters: dict[str, Any], wait: bool, on_progress: ProgressCallback | None) -> ExecutionSummary:
         pipeline = self._pipeline()
         try:
-            values = coerce_parameters(json.loads(pipeline.definition), parameters or {})
+            values = coerce_parameters(json.loads(pipeline.definition).get("Parameters") or [], parameters or {})
         except ParameterError as err:
             raise TargetError(str(err)) from None
         self._seed_sample_dataset(values.get("InputDataUrl"), explicit="InputDataUrl" in (parameters or {}))
@@ -155,10 +174,10 @@ class LocalTarget:
         return str(destination)
 
     # ------------------------------------------------------------------------------------------ local only
-    def retry(self, execution_id: str | None, wait: bool, on_progress: ProgressCallback | None) -> ExecutionSummary:
+    def retry(self, execution: str | None, wait: bool, on_progress: ProgressCallback | None) -> ExecutionSummary:
         """Re-runs a Failed or Stopped execution from the steps that did not succeed."""
         self.store.recover_interrupted()
-        record = self._execution(execution_id)
+        record = self._execution(execution)
         if record.status == "Succeeded":
             raise TargetError(f"execution {record.id} succeeded: there is nothing to retry")
         if record.status not in ("Failed", "Stopped"):
@@ -172,9 +191,9 @@ class LocalTarget:
         self._spawn_worker(record.id)
         return self.describe_execution(record.id)
 
-    def logs(self, execution_id: str | None = None, step: str | None = None) -> list[tuple[str, Path]]:
+    def logs(self, execution: str | None = None, step: str | None = None) -> list[tuple[str, Path]]:
         """(job name, log file) of every job the execution ran (of `step` only, when given), oldest first."""
-        record = self._execution(execution_id)
+        record = self._execution(execution)
         root = self.workspace.jobs_root / record.id
         if step is not None:
             names = [s["Name"] for s in _all_steps(json.loads(record.definition))]
@@ -199,6 +218,20 @@ class LocalTarget:
     def delete_endpoint(self, name: str) -> None:
         self._endpoints().delete(name)
 
+    def report_data(self, execution: str | None) -> ReportData:
+        from pipelines.report.local import collect_local
+
+        return collect_local(self, execution)
+
+    def put_schedule(self, name: str, cron: str | None, rate: tuple[int, str] | None, enabled: bool) -> list[str]:
+        raise TargetError(SCHEDULES_ARE_CLOUD)
+
+    def describe_schedule(self, name: str) -> dict[str, Any]:
+        raise TargetError(SCHEDULES_ARE_CLOUD)
+
+    def delete_schedule(self, name: str) -> None:
+        raise TargetError(SCHEDULES_ARE_CLOUD)
+
     def _endpoints(self) -> Any:
         from pipelines.local.endpoints import EndpointManager
 
@@ -207,7 +240,7 @@ class LocalTarget:
     # ------------------------------------------------------------------------------------------ running
     def _executor(self) -> Executor:
         try:
-            handlers = self.handlers_factory(self.workspace, self.store, self.config)
+            handlers = self.handlers_factory(self.workspace, self.store, self.config.project.region)
         except ImportError as err:
             raise TargetError(f"the local engine cannot load its step handlers: {err}") from None
         return Executor(self.workspace, self.store, handlers, self.cpu_budget, self.on_log)
@@ -219,12 +252,10 @@ class LocalTarget:
         return self.describe_execution(execution_id)
 
     def _spawn_worker(self, execution_id: str) -> None:
-        from pipelines.local.worker import config_path, config_to_json
-
         engine_dir = self.workspace.jobs_root / execution_id
         engine_dir.mkdir(parents=True, exist_ok=True)
-        config_path(self.workspace, execution_id).write_text(config_to_json(self.config))
-        command = [sys.executable, "-m", "pipelines.local.worker", str(self.workspace.root), execution_id]
+        command = [sys.executable, "-m", "pipelines.local.worker", str(self.workspace.root), execution_id,
+                   "--region", self.config.project.region]
         reference = factory_reference(self.handlers_factory)
         if reference:
             command += ["--handlers", reference]
@@ -275,12 +306,6 @@ class LocalTarget:
             return self._endpoints().describe(name).get("url")
         except (TargetError, ImportError):
             return None
-
-
-def content_type_of(file: Path) -> str:
-    guessed = CONTENT_TYPES.get(file.suffix.lower()) or mimetypes.guess_type(file.name)[0] or ""
-    # The model's handler accepts images and JSON; anything else is sent as an image of unknown format.
-    return guessed if guessed.startswith("image/") or guessed == "application/json" else "application/x-image"
 
 
 def _all_steps(definition: Mapping[str, Any]) -> list[Mapping[str, Any]]:

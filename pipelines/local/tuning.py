@@ -155,11 +155,11 @@ def final_metric(describe: Mapping[str, Any], metric_name: str) -> float | None:
 
 def best_trial(trials: list[Trial], objective_type: str) -> Trial | None:
     """The trial with the best objective; ties go to the earlier trial."""
-    ranked = [t for t in trials if t.status == "Completed" and t.objective is not None]
+    ranked = [(t.objective, t) for t in trials if t.status == "Completed" and t.objective is not None]
     if not ranked:
         return None
     sign = -1 if objective_type == "Maximize" else 1
-    return min(ranked, key=lambda t: (sign * t.objective, t.number))
+    return min(ranked, key=lambda pair: (sign * pair[0], pair[1].number))[1]
 
 
 def status_counters(trials: list[Trial]) -> tuple[dict[str, int], dict[str, int]]:
@@ -190,7 +190,7 @@ class TuningPlan:
     target: float | None  # TargetObjectiveMetricValue: stop launching once reached
 
     def reached_target(self, best: Trial | None) -> bool:
-        if self.target is None or best is None:
+        if self.target is None or best is None or best.objective is None:
             return False
         return best.objective >= self.target if self.objective["Type"] == "Maximize" else best.objective <= self.target
 
@@ -367,10 +367,10 @@ def tuning_properties(run: StepRun, plan: TuningPlan, trials: list[Trial], best:
 class TuningJobHandler:
     """Runs a Tuning step (CreateHyperParameterTuningJob) on this machine."""
 
-    def __init__(self, workspace: Workspace, store: Any = None, config: Any = None,
+    def __init__(self, workspace: Workspace, store: Any = None, region: str = DEFAULT_REGION,
                  run_training_job: TrainingRunner | None = None) -> None:
-        self.workspace, self.store, self.config = workspace, store, config
-        self._run_training_job = run_training_job or functools.partial(_run_training_job, region=self._region())
+        self.workspace, self.store, self.region = workspace, store, region
+        self._run_training_job = run_training_job or functools.partial(_run_training_job, region=region)
 
     def run(self, run: StepRun) -> dict[str, Any]:
         created = utc_now()
@@ -385,7 +385,7 @@ class TuningJobHandler:
         name = arguments.get("HyperParameterTuningJobName") or tuning_job_name(run.step_name, run.execution_id)
         strategy_name = config.get("Strategy", "Bayesian")
         ranges = parse_ranges(config.get("ParameterRanges", {}))
-        plan = make_plan(run, name, self._region(), strategy_name, grid_size(ranges))
+        plan = make_plan(run, name, self.region, strategy_name, grid_size(ranges))
         strategy = make_strategy(strategy_name, ranges, tuning_seed(name, config), plan.objective["Type"],
                                  plan.budget)
         run.log(f"tuning job {name}: {strategy_name}, {plan.budget} training jobs, {plan.parallel} at a time, "
@@ -395,6 +395,3 @@ class TuningJobHandler:
         run.log(f"tuning job {name} Completed: best {best.job_name} with "
                 f"{plan.objective['MetricName']}={best.objective}")
         return tuning_properties(run, plan, trials, best, created)
-
-    def _region(self) -> str:
-        return getattr(getattr(self.config, "project", None), "region", None) or DEFAULT_REGION

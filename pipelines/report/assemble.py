@@ -8,52 +8,19 @@ have changed since the step ran; the endpoint may be gone). Everything else is r
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from pipelines.report.artifacts import Files, parent_uri, read_json
-from pipelines.report.graph import WAITING, StepFacts, step_nodes
+from pipelines.report.collect_training import add_training
+from pipelines.report.execution_view import ExecutionFacts, ExecutionView, Lookups
+from pipelines.report.graph import StepFacts, step_nodes
 from pipelines.report.model import ReportData
 from pipelines.report.sections import endpoint_section, evaluation_section, model_section, number, tuning_section
-from pipelines.validation import iter_steps
-
-
-@dataclass
-class ExecutionFacts:
-    target: str
-    pipeline_name: str
-    arn: str
-    status: str
-    failure_reason: str | None
-    started: str | None
-    ended: str | None
-    parameters: dict[str, Any]
-    definition: dict[str, Any] | None
-    runs: dict[str, StepFacts] | None  # None: the target could not list the steps
-    runs_missing: str | None = None  # why runs is None
-
-    @property
-    def execution_id(self) -> str:
-        return self.arn.rstrip("/").rsplit("/", 1)[-1]
-
-
-class Lookups(Protocol):
-    files: Files
-
-    def model_package(self, arn: str) -> Mapping[str, Any] | None:
-        """DescribeModelPackage as of now."""
-        ...
-
-    def endpoint(self, name: str) -> tuple[Mapping[str, Any] | None, str | None]:
-        """DescribeEndpoint as of now (None once deleted), and the URL it answers at."""
-        ...
 
 
 def build_report(facts: ExecutionFacts, lookups: Lookups) -> ReportData:
-    from pipelines.report.collect_training import add_training
-
     data = ReportData(target=facts.target, pipeline_name=facts.pipeline_name, execution_arn=facts.arn,
                       execution_id=facts.execution_id, status=facts.status,
                       generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -71,52 +38,9 @@ def build_report(facts: ExecutionFacts, lookups: Lookups) -> ReportData:
     return data
 
 
-class ExecutionView:
-    """Finds a section's step and says why a section is empty, in the same words everywhere."""
-
-    def __init__(self, facts: ExecutionFacts, data: ReportData) -> None:
-        self.facts, self.data = facts, data
-
-    def definition_steps(self) -> Iterator[Mapping[str, Any]]:
-        yield from iter_steps((self.facts.definition or {}).get("Steps") or [])
-
-    def find(self, step_type: str) -> tuple[str | None, StepFacts | None]:
-        """The step of a type that ran (the first one in the definition when none ran); its run, if any."""
-        names = [str(s.get("Name")) for s in self.definition_steps() if s.get("Type") == step_type]
-        runs = self.facts.runs or {}
-        names += [name for name, run in runs.items() if run.type == step_type and name not in names]
-        ran = [name for name in names if name in runs]
-        name = (ran or names or [None])[0]
-        return name, runs.get(name) if name else None
-
-    def arguments(self, name: str) -> dict[str, Any]:
-        """The step's request as the definition has it (expressions unresolved)."""
-        step = next((s for s in self.definition_steps() if s.get("Name") == name), {})
-        return dict(step.get("Arguments") or {})
-
-    def described(self, name: str, run: StepFacts) -> dict[str, Any]:
-        """The Describe* response; a step that failed early has little of it, so the request fills the rest."""
-        return {**self.arguments(name), **(run.properties or {})}
-
-    def absent(self, name: str | None, run: StepFacts | None, label: str) -> str:
-        if name is None and self.facts.definition is None:
-            return f"no {label} step ran, and the execution's definition could not be read"
-        if name is None:
-            return f"the pipeline has no {label} step"
-        if self.facts.runs is None:
-            return f"step results are not available: {self.data.missing.get('steps')}"
-        node = next((n for n in self.data.steps if n.name == name), None)
-        if run is None:
-            why = node.detail if node and node.detail else ""
-            return f"{name} has not started yet" if why == WAITING else f"{name} did not run: {why}".rstrip(": ")
-        if run.status in ("Starting", "Executing"):
-            return f"{name} is still running"
-        return f"{name} {run.status.lower()}" + (f": {run.failure_reason}" if run.failure_reason else "")
-
-
 def _add_tuning(view: ExecutionView) -> None:
     name, run = view.find("Tuning")
-    if run is None or not (run.properties or {}).get("HyperParameterTuningJobName"):
+    if run is None or name is None or not (run.properties or {}).get("HyperParameterTuningJobName"):
         view.data.missing["tuning"] = view.absent(name, run, "tuning")
         return
     described = view.described(name, run)
@@ -126,14 +50,14 @@ def _add_tuning(view: ExecutionView) -> None:
 # ---------------------------------------------------------------------------------------------- evaluation
 def _add_evaluation(view: ExecutionView, files: Files) -> None:
     name, run, property_file = _evaluation_step(view)
-    if run is None or run.status != "Succeeded" or property_file is None:
+    if run is None or name is None or run.status != "Succeeded" or property_file is None:
         view.data.missing["evaluation"] = view.absent(name, run, "evaluation (a Processing step with a PropertyFile)")
         return
     uri = _output_uri(view.described(name, run), property_file)
     document = read_json(files, uri) if uri else None
     source = uri or "the step's property file"
     if document is None:
-        document, source = (run.property_files or {}).get(property_file.get("PropertyFileName")), "property file"
+        document, source = (run.property_files or {}).get(property_file.get("PropertyFileName", "")), "property file"
     folder = parent_uri(uri) if uri else None
     evaluation = evaluation_section(document, read_json(files, f"{folder}/confusion_matrix.json") if folder else None,
                                     files.read(f"{folder}/confusion_matrix.png") if folder else None, source)

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pipelines.report.artifacts import Files, join_uri, parse_json, tar_member
+from pipelines.report.execution_view import ExecutionView
 from pipelines.report.model import Curves, SystemMetrics
 from pipelines.report.profiling import parse_system_metrics, recommendations, rules_section, system_metrics
 from pipelines.report.sections import curves_from_history, curves_from_metrics, training_section
-
-if TYPE_CHECKING:
-    from pipelines.report.assemble import ExecutionView
 
 TRAINING_SECTIONS = ("training", "debugger", "profiler", "system")  # what a training job that did not run leaves empty
 MAX_METRIC_FILES = 500  # Debugger writes one file a minute or so; more than a day's worth is not plotted

@@ -8,10 +8,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipelines.report.artifacts import WorkspaceFiles
-from pipelines.report.assemble import ExecutionFacts, build_report
+from pipelines.report.assemble import build_report
+from pipelines.report.execution_view import ExecutionFacts
 from pipelines.report.graph import StepFacts
 from pipelines.report.model import ReportData
-from pipelines.targets import TargetError
+from pipelines.target_base import TargetError
 
 
 def collect_local(target: Any, reference: str | None) -> ReportData:

@@ -19,10 +19,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from pipelines.model_quality import sagemaker_endpoint_url
 from pipelines.report.artifacts import S3Files
-from pipelines.report.assemble import ExecutionFacts, build_report
+from pipelines.report.assemble import build_report
+from pipelines.report.execution_view import ExecutionFacts
 from pipelines.report.graph import StepFacts
 from pipelines.report.model import ReportData
-from pipelines.targets import TargetError
+from pipelines.target_base import TargetError
 from pipelines.validation import iter_steps
 
 log = logging.getLogger(__name__)
@@ -34,16 +35,6 @@ METADATA_TYPES = {"TrainingJob": "Training", "ProcessingJob": "Processing", "Tun
                   "EndpointConfig": "EndpointConfig", "Endpoint": "Endpoint", "TransformJob": "Transform",
                   "Lambda": "Lambda", "Callback": "Callback", "QualityCheck": "QualityCheck",
                   "ClarifyCheck": "ClarifyCheck", "EMR": "EMR"}
-
-
-def collect_sagemaker(target: Any, reference: str | None) -> ReportData:
-    """`target` is a `pipelines.cloud.SageMakerTarget`; `reference` an execution ARN or id (None: the latest)."""
-    from pipelines.cloud import aws_errors
-
-    region = target.config.project.region or target.boto_session.region_name
-    collector = SageMakerCollector(target.client, target.boto_session.client("s3"), target.pipeline_name, region)
-    with aws_errors("report"):
-        return collector.collect(reference)
 
 
 def plain_values(value: Any) -> Any:

@@ -27,8 +27,8 @@ from click.testing import CliRunner, Result
 from moto import mock_aws
 
 import pipeline
-from pipelines.config import DEFAULTS_FILE, REPO_ROOT
-from pipelines.parameters import PARAMETER_SPECS
+from pipelines.config import DEFAULTS_FILE, REPO_ROOT, load_config
+from pipelines.parameters import PARAMETER_SPECS, parameter_declarations
 from pipelines.schedules import VALID_FORMS
 
 REGION = "us-east-1"
@@ -75,12 +75,12 @@ def built_once(monkeypatch: pytest.MonkeyPatch, build_cache: dict) -> None:
 
     real_build = App.build
 
-    def build(app: App, uploads: str = "discard", bridge: Any = None):
-        if bridge is not None or uploads != "discard":
-            return real_build(app, uploads, bridge)
+    def build(app: App, code: Any = None):
+        if code is not None:
+            return real_build(app, code)
         key = repr(app.config)  # a frozen dataclass, but with dict fields: not hashable
         if key not in build_cache:
-            build_cache[key] = real_build(app, uploads, bridge)
+            build_cache[key] = real_build(app)
         return build_cache[key]
 
     monkeypatch.setattr(App, "build", build)
@@ -116,9 +116,10 @@ def bucket_objects(bucket: str = BUCKET) -> dict[str, bytes]:
 
 
 def create_pipeline_in_moto() -> None:
-    """A pipeline as `upsert` leaves it, without paying for a definition build."""
-    definition = {"Version": "2020-12-01", "Steps": [], "Parameters": [
-        {"Name": "MaxTuningJobs", "Type": "Integer", "DefaultValue": 4}]}
+    """A pipeline as `upsert` leaves it (its Parameters those the definition declares), without paying for a
+    definition build."""
+    config = load_config(None, {"project.target": "sagemaker", "project.bucket": BUCKET, "project.role_arn": ROLE})
+    definition = {"Version": "2020-12-01", "Steps": [], "Parameters": parameter_declarations(config)}
     boto3.client("sagemaker", region_name=REGION).create_pipeline(
         PipelineName=NAME, PipelineDefinition=json.dumps(definition), RoleArn=ROLE)
 
@@ -319,12 +320,6 @@ ALL_PARAMETERS = ", ".join(spec.name for spec in PARAMETER_SPECS)
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["start", "--param", "MaxTuningJob=3"],
-         f"unknown parameter 'MaxTuningJob'; the pipeline's parameters are: {ALL_PARAMETERS}"),
-        (["start", "--param", "MaxTuningJobs=x"], "parameter MaxTuningJobs takes a whole number, got 'x'"),
-        (["start", "--param", "AccuracyThreshold=high"], "parameter AccuracyThreshold takes a number, got 'high'"),
-        (["start", "--param", "ModelApprovalStatus=Maybe"],
-         "parameter ModelApprovalStatus takes one of PendingManualApproval, Approved, Rejected, got 'Maybe'"),
         (["start", "--param", "foo"], "--param 'foo' must look like NAME=VALUE, e.g. --param MaxTuningJobs=4"),
         (["start", "--param", "=3"], "--param '=3' must look like NAME=VALUE"),
         (["schedule", "--cron", "0 3 * * *"],
@@ -339,12 +334,30 @@ ALL_PARAMETERS = ", ".join(spec.name for spec in PARAMETER_SPECS)
         (["schedule"], f"give exactly one of --cron, --rate, --describe NAME, --delete NAME; the forms: {VALID_FORMS}"),
         (["schedule", "--cron", "0 3 * * ? *", "--rate", "1 day"], "give exactly one of --cron, --rate"),
     ],
-    ids=["unknown-param", "param-not-integer", "param-not-number", "param-not-in-enum", "param-without-equals",
-         "param-without-name", "cron-5-fields", "cron-no-question-mark", "rate-weeks", "rate-1-hours",
-         "schedule-nothing", "schedule-cron-and-rate"],
+    ids=["param-without-equals", "param-without-name", "cron-5-fields", "cron-no-question-mark", "rate-weeks",
+         "rate-1-hours", "schedule-nothing", "schedule-cron-and-rate"],
 )
 def test_user_mistake_is_refused_with_exit_2_before_reaching_aws(args: list[str], message: str) -> None:
     assert_refused(run(*args), message)
+
+
+@pytest.mark.parametrize(
+    ("param", "message"),
+    [
+        ("MaxTuningJob=3", f"unknown parameter 'MaxTuningJob'; the pipeline's parameters are: {ALL_PARAMETERS}"),
+        ("MaxTuningJobs=x", "parameter MaxTuningJobs takes a whole number, got 'x'"),
+        ("AccuracyThreshold=high", "parameter AccuracyThreshold takes a number, got 'high'"),
+        ("ModelApprovalStatus=Maybe",
+         "parameter ModelApprovalStatus takes one of PendingManualApproval, Approved, Rejected, got 'Maybe'"),
+    ],
+    ids=["unknown-param", "param-not-integer", "param-not-number", "param-not-in-enum"],
+)
+def test_bad_param_is_refused_against_the_stored_definition_and_nothing_starts(aws: None, param: str,
+                                                                              message: str) -> None:
+    create_pipeline_in_moto()
+    assert_refused(run("start", "--param", param), message)
+    executions = boto3.client("sagemaker", region_name=REGION).list_pipeline_executions(PipelineName=NAME)
+    assert executions["PipelineExecutionSummaries"] == []
 
 
 def test_schedule_on_the_local_target_is_refused() -> None:

@@ -114,7 +114,7 @@ def fake_handlers(behaviour: Behaviour) -> dict[str, FakeHandler]:
     return {step_type: FakeHandler(step_type, behaviour) for step_type in DESCRIBE}
 
 
-def make_fake_handlers(workspace: Any, store: Any, config: Any) -> dict[str, FakeHandler]:
+def make_fake_handlers(workspace: Any, store: Any, region: str) -> dict[str, FakeHandler]:
     """The factory a worker process imports; behaviour from FAKE_* environment variables."""
     behaviour = Behaviour(accuracy=float(os.environ.get("FAKE_ACCURACY", "0.95")))
     if os.environ.get("FAKE_SLEEP_STEP"):

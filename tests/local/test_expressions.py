@@ -9,8 +9,6 @@ import pytest
 from pipelines.local.expressions import (
     ExecutionContext,
     ExpressionError,
-    ParameterError,
-    coerce_parameters,
     evaluate_condition,
     evaluate_conditions,
     referenced_steps,
@@ -53,32 +51,6 @@ def context() -> ExecutionContext:
     ctx.step_properties.update(Prep=PROPERTIES, Tune=TUNING, Eval={})
     ctx.property_files["Eval"] = {"Report": REPORT}
     return ctx
-
-
-# ---------------------------------------------------------------------------------------------- parameters
-def test_parameters_get_defaults_and_typed_overrides():
-    values = coerce_parameters(DEFINITION, {"Count": "3", "Threshold": "0.5", "Flag": "True"})
-    assert values == {"Threshold": 0.5, "Count": 3, "Flag": True, "Name": "model", "Status": "Approved"}
-
-
-@pytest.mark.parametrize(("given", "message"), [
-    ({"Nope": 1}, "unknown parameter 'Nope'; this pipeline's parameters are: Threshold, Count, Flag, Name, Status"),
-    ({"Count": "three"}, "parameter Count is an Integer (a whole number); got 'three'"),
-    ({"Count": 2.5}, "parameter Count is an Integer"),
-    ({"Count": True}, "parameter Count is an Integer"),
-    ({"Threshold": "high"}, "parameter Threshold is a Float (a number); got 'high'"),
-    ({"Flag": "maybe"}, "parameter Flag is a Boolean (true or false); got 'maybe'"),
-    ({"Status": "Pending"}, "parameter Status must be one of Approved, Rejected; got 'Pending'"),
-    ({"Name": ["a"]}, "parameter Name is a String"),
-])
-def test_wrong_parameters_are_named(given, message):
-    with pytest.raises(ParameterError, match=re.escape(message)):
-        coerce_parameters(DEFINITION, given)
-
-
-def test_a_parameter_without_default_must_be_given():
-    with pytest.raises(ParameterError, match="parameter X has no default"):
-        coerce_parameters({"Parameters": [{"Name": "X", "Type": "String"}]}, {})
 
 
 # ---------------------------------------------------------------------------------------------- Get

@@ -9,7 +9,8 @@ import pytest
 from executor_fakes import Behaviour, fake_handlers
 
 from pipelines.config import load_config
-from pipelines.local.target import LocalTarget, content_type_of
+from pipelines.local.target import LocalTarget
+from pipelines.target_base import content_type_of
 from pipelines.targets import TargetError
 
 ROLE = "arn:aws:iam::000000000000:role/R"
@@ -36,7 +37,7 @@ def behaviour() -> Behaviour:
 @pytest.fixture
 def target(tmp_path, behaviour) -> LocalTarget:
     target = LocalTarget(load_config(), tmp_path / "ws", cpu_budget=1,
-                         handlers_factory=lambda workspace, store, config: fake_handlers(behaviour))
+                         handlers_factory=lambda workspace, store, region: fake_handlers(behaviour))
     return target
 
 
@@ -66,9 +67,9 @@ def test_start_waits_reports_progress_and_records_parameters(target):
 
 
 @pytest.mark.parametrize(("parameters", "message"), [
-    ({"Nope": 1}, "unknown parameter 'Nope'; this pipeline's parameters are: Count, Threshold"),
-    ({"Count": "many"}, "parameter Count is an Integer (a whole number); got 'many'"),
-    ({"Threshold": True}, "parameter Threshold is a Float (a number); got True"),
+    ({"Nope": 1}, "unknown parameter 'Nope'; the pipeline's parameters are: Count, Threshold"),
+    ({"Count": "many"}, "parameter Count takes a whole number, got 'many'"),
+    ({"Threshold": True}, "parameter Threshold takes a number, got True"),
 ])
 def test_start_refuses_wrong_parameters(target, parameters, message):
     target.upsert(DEFINITION, "d")

@@ -7,7 +7,6 @@ import shutil
 import tarfile
 import threading
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -116,8 +115,7 @@ def members(archive: Path) -> set[str]:
 
 def test_a_training_job_gets_the_contract_and_its_results_land_where_sagemaker_puts_them(workspace) -> None:
     lines: list[str] = []
-    config = SimpleNamespace(project=SimpleNamespace(region="eu-west-1"))
-    props = TrainingJobHandler(workspace, config=config).run(step_run(workspace, fake_request(), lines))
+    props = TrainingJobHandler(workspace, region="eu-west-1").run(step_run(workspace, fake_request(), lines))
     name = props["TrainingJobName"]
     assert name.startswith("trainmodel-exec1-") and len(name) <= 63
     assert props["TrainingJobArn"] == f"arn:aws:sagemaker:eu-west-1:000000000000:training-job/{name}"

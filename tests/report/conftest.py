@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from report_runs import LocalRuns
 
-from pipelines.report import ReportData, collect_report, render_html
+from pipelines.report import ReportData, render_html
 
 
 def clear_settings(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -31,7 +31,7 @@ def succeeded_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[LocalRun
         clear_settings(monkeypatch)
         runs = LocalRuns(tmp_path_factory.mktemp("report") / "ws")
         runs.add_succeeded()
-        data = collect_report(runs.target(), "goodrun00001")
+        data = runs.target().report_data("goodrun00001")
     return runs, data, render_html(data)
 
 

@@ -37,7 +37,6 @@ from sagemaker_responses import (
 
 from pipelines.local.endpoints import EndpointManager
 from pipelines.local.registry import ModelRegistry
-from pipelines.report import collect_report
 from pipelines.report.profiling import parse_system_metrics
 from pipelines.report.sagemaker import SageMakerCollector
 from pipelines.targets import TargetError
@@ -46,7 +45,7 @@ from pipelines.targets import TargetError
 # ---------------------------------------------------------------------------------------------- local target
 def test_local_succeeded_run_fills_every_section(local_runs: LocalRuns) -> None:
     local_runs.add_succeeded()
-    data = collect_report(local_runs.target(), "goodrun00001")
+    data = local_runs.target().report_data("goodrun00001")
 
     assert data.missing == {}
     assert (data.target, data.pipeline_name, data.status, data.execution_id) == \
@@ -77,7 +76,7 @@ def test_local_succeeded_run_fills_every_section(local_runs: LocalRuns) -> None:
 
 def test_local_rules_profiler_and_recommendations(local_runs: LocalRuns) -> None:
     local_runs.add_succeeded()
-    data = collect_report(local_runs.target(), "goodrun00001")
+    data = local_runs.target().report_data("goodrun00001")
 
     assert [(r.name, r.status) for r in data.debugger_rules] == [
         ("LossNotDecreasing", "IssuesFound"), ("ExplodingTensor", "NoIssuesFound"), ("Overfit", "not evaluated")]
@@ -104,7 +103,7 @@ def test_local_recommendations_from_the_status_detail_and_metrics_from_the_profi
     (local_runs.workspace.jobs_root / "goodrun00001/TrainModel" / job / "system_metrics.json").unlink()
     prefix = f"{BUCKET}/profiler-output/{job}/profiler-output/system"
     local_runs.write(f"{prefix}/incremental/2026112008/1790000000.algo-1.json", system_metric_lines(6))
-    data = collect_report(local_runs.target(), "goodrun00001")
+    data = local_runs.target().report_data("goodrun00001")
 
     assert data.recommendations == [*ADVICE, "CPUBottleneck: consider a larger instance"]
     assert (data.system_metrics.source, len(data.system_metrics.of("cpu")[1].points)) == (prefix, 6)
@@ -115,7 +114,7 @@ def test_local_evaluation_model_and_endpoint(local_runs: LocalRuns) -> None:
     target = local_runs.target()
     ModelRegistry(local_runs.store).update_approval(
         "arn:aws:sagemaker:us-east-1:000000000000:model-package/image-classifier/1", "Approved")
-    data = collect_report(target, "goodrun00001")
+    data = target.report_data("goodrun00001")
 
     evaluation = data.evaluation
     assert (evaluation.accuracy, evaluation.macro_f1, evaluation.weighted_f1, evaluation.num_images) == \
@@ -138,7 +137,7 @@ def test_local_live_endpoint_has_its_url_and_says_when_it_serves_a_later_deploym
         db.execute("INSERT INTO endpoints (name, arn, config_name, model_dir, entry_point, environment, port, status, "
                    "url, created, updated) VALUES ('image-classifier', 'arn:e', 'image-classifier-later', '/m', "
                    "'code/inference.py', '{}', 8123, 'InService', 'http://127.0.0.1:8123', 'now', 'now')")
-    endpoint = collect_report(target, "goodrun00001").endpoint
+    endpoint = target.report_data("goodrun00001").endpoint
 
     assert (endpoint.status, endpoint.url) == ("InService", "http://127.0.0.1:8123")
     assert "now serves image-classifier-later" in endpoint.note
@@ -147,19 +146,19 @@ def test_local_live_endpoint_has_its_url_and_says_when_it_serves_a_later_deploym
 def test_latest_execution_is_the_default_and_an_arn_selects_too(local_runs: LocalRuns) -> None:
     local_runs.add_succeeded()
     local_runs.add_failed_at_prepare()  # started a day later
-    assert collect_report(local_runs.target(), None).execution_id == "badrun000001"
-    assert collect_report(local_runs.target(), f"{PIPELINE_ARN}/execution/goodrun00001").status == "Succeeded"
+    assert local_runs.target().report_data(None).execution_id == "badrun000001"
+    assert local_runs.target().report_data(f"{PIPELINE_ARN}/execution/goodrun00001").status == "Succeeded"
 
 
 def test_unknown_execution_is_a_clear_error(local_runs: LocalRuns) -> None:
     local_runs.add_succeeded()
     with pytest.raises(TargetError, match="no local execution 'nope'.*latest: goodrun00001"):
-        collect_report(local_runs.target(), "nope")
+        local_runs.target().report_data("nope")
 
 
 def test_failed_execution_says_why_each_section_is_empty(local_runs: LocalRuns) -> None:
     local_runs.add_failed_at_prepare()
-    data = collect_report(local_runs.target(), "badrun000001")
+    data = local_runs.target().report_data("badrun000001")
 
     assert data.failure_reason.startswith("Step PrepareData failed")
     assert data.steps[0].status == "Failed" and "No S3 objects" in data.steps[0].failure_reason
@@ -175,7 +174,7 @@ def test_gate_that_failed_leaves_no_model_and_says_which_way_it_went(local_runs:
     local_runs.add_succeeded(accuracy=0.5)
     local_runs.add_step("goodrun00001", "AccuracyTooLow", "Failed", 5,
                         failure_reason="Test accuracy 0.5 is below the AccuracyThreshold of 0.9")
-    data = collect_report(local_runs.target(), "goodrun00001")
+    data = local_runs.target().report_data("goodrun00001")
 
     assert data.evaluation.gate_passed is False
     assert data.missing["model"] == "ImageClassifier-RegisterModel did not run: CheckAccuracy was false"
@@ -184,7 +183,7 @@ def test_gate_that_failed_leaves_no_model_and_says_which_way_it_went(local_runs:
 
 def test_rules_without_results_are_not_evaluated(local_runs: LocalRuns) -> None:
     local_runs.add_succeeded(with_rule_results=False)
-    data = collect_report(local_runs.target(), "goodrun00001")
+    data = local_runs.target().report_data("goodrun00001")
 
     assert [r.name for r in data.debugger_rules] == DEBUG_RULES
     assert {r.status for r in data.debugger_rules + data.profiler_rules} == {"not evaluated"}
@@ -198,17 +197,17 @@ def test_curves_come_from_output_tar_gz_then_from_the_logged_metrics(local_runs:
     (job_dir / "opt_ml/output/data/history.json").unlink()
     archive = f"{BUCKET}/models/trainmodel-goodrun00001/output/output.tar.gz"
     local_runs.write(archive, tar_gz({"data/history.json": json.dumps(history(2))}))
-    curves = collect_report(local_runs.target(), "goodrun00001").training.curves
+    curves = local_runs.target().report_data("goodrun00001").training.curves
     assert curves.epochs == [1, 2] and curves.source == f"history.json in {archive}"
 
     local_runs.workspace.path_for(archive).unlink()
     (job_dir / "metrics.json").write_text(json.dumps({"Metrics": {
         "train:loss": [{"Value": 2.0}, {"Value": 1.0}, {"Value": 0.5}], "validation:loss": [{"Value": 2.2}]}}))
-    curves = collect_report(local_runs.target(), "goodrun00001").training.curves
+    curves = local_runs.target().report_data("goodrun00001").training.curves
     assert curves.series == {"train_loss": [2.0, 1.0, 0.5], "validation_loss": [2.2, None, None]}
 
     (job_dir / "metrics.json").unlink()
-    training = collect_report(local_runs.target(), "goodrun00001").training
+    training = local_runs.target().report_data("goodrun00001").training
     assert training.curves is None and f"history.json in {archive}" in training.curves_missing
 
 
@@ -217,7 +216,7 @@ def test_evaluation_falls_back_to_the_property_file(local_runs: LocalRuns) -> No
     folder = local_runs.workspace.path_for(f"{BUCKET}/goodrun00001/EvaluateModel/output/evaluation")
     for name in ("evaluation.json", "confusion_matrix.json", "confusion_matrix.png"):
         (folder / name).unlink()
-    evaluation = collect_report(local_runs.target(), "goodrun00001").evaluation
+    evaluation = local_runs.target().report_data("goodrun00001").evaluation
 
     assert (evaluation.source, evaluation.accuracy) == ("property file", 0.95)
     assert evaluation.matrix == [[9, 0, 0], [0, 9, 0], [0, 0, 9]]  # evaluation.json's {actual: {predicted: n}}

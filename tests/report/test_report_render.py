@@ -17,7 +17,7 @@ from PIL import Image
 from report_runs import DEFINITION, PIPELINE, LocalRuns
 
 import pipeline
-from pipelines.report import collect_report, render_html
+from pipelines.report import render_html
 from pipelines.report.model import ReportData, StepNode
 
 SECTION_IDS = ("steps", "tuning", "training", "rules", "profiler", "evaluation", "deployment")
@@ -71,7 +71,7 @@ def test_full_page_shows_what_a_person_looks_for(full_page: str) -> None:
 
 def test_failed_execution_page_says_why_each_section_is_empty(local_runs: LocalRuns) -> None:
     local_runs.add_failed_at_prepare()
-    page = render_html(collect_report(local_runs.target(), "badrun000001"))
+    page = render_html(local_runs.target().report_data("badrun000001"))
 
     assert images(page) == []
     assert page.count('class="missing"') >= 8

@@ -23,7 +23,8 @@ import pytest
 
 from pipelines.building import BuiltDefinition, build_definition, sample_reports
 from pipelines.config import REPO_ROOT, ConfigError, PipelineConfig, load_config
-from pipelines.parameters import PARAMETER_SPECS, parameter_defaults
+from pipelines.config_checks import check_config
+from pipelines.parameters import PARAMETER_SPECS, parameter_declarations
 from pipelines.session import LOCAL_BUCKET, LOCAL_ROLE_ARN, Uploads, build_pipeline_session
 from pipelines.validation import iter_steps, resolve_json_path
 from steps.estimator import METRIC_DEFINITIONS, OBJECTIVE_METRIC
@@ -190,11 +191,12 @@ def test_no_hidden_repack_model_job_only_train_model_trains(either: Built) -> No
 def test_every_parameter_has_the_configured_default(either: Built) -> None:
     parameters = either.definition["Parameters"]
     assert [p["Name"] for p in parameters] == [spec.name for spec in PARAMETER_SPECS]
-    defaults = parameter_defaults(either.config)
     for spec, parameter in zip(PARAMETER_SPECS, parameters, strict=True):
         assert parameter["Type"] == spec.kind, spec.name
         assert parameter.get("DefaultValue") is not None, f"{spec.name} has no default: schedules would fail"
-        assert parameter["DefaultValue"] == defaults[spec.name]
+        assert parameter["DefaultValue"] == spec.default(either.config)
+    # What `start` checks values against on both targets, written without the SDK, is what the SDK writes.
+    assert parameters == parameter_declarations(either.config)
     status = next(p for p in parameters if p["Name"] == "ModelApprovalStatus")
     assert status["EnumValues"] == ["PendingManualApproval", "Approved", "Rejected"]
 
@@ -366,6 +368,9 @@ def test_debugger_rule_parameters_and_stop_training_reach_the_rule(profiler_off:
 def test_profiler_rule_parameters_are_typed_for_the_rule_and_checked(cloud_config: PipelineConfig) -> None:
     from steps.training import profiler_rules
 
+    def checked(config: PipelineConfig) -> None:
+        check_config(config, {})
+
     def with_parameters(parameters: dict[str, str]) -> PipelineConfig:
         return cloud_config.replace("profiler", rules=("CPUBottleneck",),
                                     rule_parameters={"CPUBottleneck": parameters})
@@ -373,9 +378,9 @@ def test_profiler_rule_parameters_are_typed_for_the_rule_and_checked(cloud_confi
     [rule] = profiler_rules(with_parameters({"threshold": "60"}))  # pipeline.toml's example, as the config keeps it
     assert rule.to_profiler_rule_config_dict()["RuleParameters"]["threshold"] == "60"
     with pytest.raises(ConfigError, match=r"\[profiler.rule_parameters.CPUBottleneck\] .*unexpected .*'treshold'"):
-        profiler_rules(with_parameters({"treshold": "60"}))
+        checked(with_parameters({"treshold": "60"}))
     with pytest.raises(ConfigError, match=r"\[profiler.rule_parameters.CPUBottleneck\] threshold must be a valid"):
-        profiler_rules(with_parameters({"threshold": "150"}))
+        checked(with_parameters({"threshold": "150"}))
 
 
 def test_tuning_jobs_carry_no_debugger_or_profiler(cloud: Built) -> None:
@@ -384,22 +389,18 @@ def test_tuning_jobs_carry_no_debugger_or_profiler(cloud: Built) -> None:
 
 
 def test_unknown_debugger_rule_is_a_config_error_listing_the_real_rules(cloud_config: PipelineConfig) -> None:
-    from steps.training import debugger_rules
-
     with pytest.raises(ConfigError, match=r"\[debugger\] rules: unknown rule 'loss_not_decresing'; available: ") \
             as raised:
-        debugger_rules(cloud_config.replace("debugger", rules=("loss_not_decresing",)))
+        check_config(cloud_config.replace("debugger", rules=("loss_not_decresing",)), {})
     available = str(raised.value).split("available: ")[1].split(", ")
     assert {"loss_not_decreasing", "vanishing_gradient", "overfit"} <= set(available)
     assert not {"SMS", "Email", "get_collection", "ProfilerReport"} & set(available)  # no actions, helpers, profilers
 
 
 def test_unknown_profiler_rule_is_a_config_error_listing_the_profiler_rules(cloud_config: PipelineConfig) -> None:
-    from steps.training import profiler_rules
-
     with pytest.raises(ConfigError, match=r"\[profiler\] rules: unknown rule 'GPUUtilisation'; available: ") \
             as raised:
-        profiler_rules(cloud_config.replace("profiler", rules=("GPUUtilisation",)))
+        check_config(cloud_config.replace("profiler", rules=("GPUUtilisation",)), {})
     available = str(raised.value).split("available: ")[1].split(", ")
     assert {"ProfilerReport", "LowGPUUtilization", "CPUBottleneck"} <= set(available)
     assert "overfit" not in available
@@ -412,11 +413,8 @@ def test_unknown_profiler_rule_is_a_config_error_listing_the_profiler_rules(clou
 def test_rule_in_the_wrong_section_is_a_config_error_saying_where_it_belongs(
     cloud_config: PipelineConfig, section: str, rule: str, hint: str
 ) -> None:
-    from steps.training import debugger_rules, profiler_rules
-
-    rules = debugger_rules if section == "debugger" else profiler_rules
     with pytest.raises(ConfigError, match=re.escape(hint)):
-        rules(cloud_config.replace(section, rules=(rule,)))
+        check_config(cloud_config.replace(section, rules=(rule,)), {})
 
 
 def test_spot_training_adds_managed_spot_max_wait_and_checkpoints(

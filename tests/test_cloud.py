@@ -1,0 +1,142 @@
+"""`pipelines.cloud.SageMakerTarget` on its own: the requests it sends (botocore's Stubber checks each against the
+service model) and how the service's errors become one sentence. The CLI's view of it: tests/cli/."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from pipelines.cloud import SageMakerTarget, aws_errors
+from pipelines.config import load_config
+from pipelines.parameters import parameter_declarations
+from pipelines.s3_bridge import S3Bridge
+from pipelines.target_base import TargetError
+
+REGION = "us-east-1"
+ROLE = "arn:aws:iam::123456789012:role/PipelineExecution"
+BUCKET = "cloud-test-bucket"
+NAME = "image-classifier"
+EXECUTION = f"arn:aws:sagemaker:{REGION}:123456789012:pipeline/{NAME}/execution/abc123"
+OVERRIDES = {"project.target": "sagemaker", "project.bucket": BUCKET, "project.role_arn": ROLE,
+             "project.region": REGION}
+
+
+@pytest.fixture
+def config(monkeypatch: pytest.MonkeyPatch):
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    return load_config(None, OVERRIDES)
+
+
+def stubbed(target: SageMakerTarget) -> Stubber:
+    client = target.boto_session.client("sagemaker")
+    target.__dict__["client"] = client  # the cached_property, replaced
+    return Stubber(client)
+
+
+def described(status: str) -> dict:
+    return {"PipelineExecutionArn": EXECUTION, "PipelineExecutionStatus": status}
+
+
+def test_retry_of_the_latest_execution_retries_it_and_reports_its_state(config) -> None:
+    target = SageMakerTarget(config, boto3.Session(region_name=REGION))
+    stubber = stubbed(target)
+    latest = {"PipelineName": NAME, "SortBy": "CreationTime", "SortOrder": "Descending", "MaxResults": 1}
+    stubber.add_response("list_pipeline_executions", {"PipelineExecutionSummaries": [
+        {"PipelineExecutionArn": EXECUTION}]}, latest)
+    for operation, response in (("describe_pipeline_execution", described("Failed")),
+                                ("list_pipeline_parameters_for_execution", {"PipelineParameters": []}),
+                                ("list_pipeline_execution_steps", {"PipelineExecutionSteps": []})):
+        stubber.add_response(operation, response, {"PipelineExecutionArn": EXECUTION})
+    stubber.add_response("retry_pipeline_execution", {"PipelineExecutionArn": EXECUTION},
+                         {"PipelineExecutionArn": EXECUTION})
+    stubber.add_response("describe_pipeline_execution", described("Executing"), {"PipelineExecutionArn": EXECUTION})
+    stubber.add_response("list_pipeline_parameters_for_execution", {"PipelineParameters": [
+        {"Name": "MaxTuningJobs", "Value": "2"}]}, {"PipelineExecutionArn": EXECUTION})
+    stubber.add_response("list_pipeline_execution_steps", {"PipelineExecutionSteps": [
+        {"StepName": "TrainModel", "StepStatus": "Executing", "Metadata": {"TrainingJob": {"Arn": "arn:job"}}}]},
+        {"PipelineExecutionArn": EXECUTION})
+    with stubber:
+        summary = target.retry(None, wait=False, on_progress=None)
+    stubber.assert_no_pending_responses()
+    assert (summary.arn, summary.status, summary.parameters) == (EXECUTION, "Executing", {"MaxTuningJobs": "2"})
+    assert summary.steps is not None and [(s.name, s.type) for s in summary.steps] == [("TrainModel", "TrainingJob")]
+
+
+@mock_aws
+def test_start_checks_values_against_the_stored_definition_and_sends_only_the_given_ones(config) -> None:
+    target = SageMakerTarget(config, boto3.Session(region_name=REGION))
+    definition = {"Version": "2020-12-01", "Steps": [], "Parameters": parameter_declarations(config)}
+    target.client.create_pipeline(PipelineName=NAME, PipelineDefinition=json.dumps(definition), RoleArn=ROLE)
+    summary = target.start({"MaxTuningJobs": "3", "AccuracyThreshold": "0.5"}, wait=False, on_progress=None)
+    sent = target.client.list_pipeline_parameters_for_execution(PipelineExecutionArn=summary.arn)
+    assert sent["PipelineParameters"] == [{"Name": "MaxTuningJobs", "Value": "3"},
+                                          {"Name": "AccuracyThreshold", "Value": "0.5"}]
+    with pytest.raises(TargetError, match="parameter MaxTuningJobs takes a whole number, got '3.5'"):
+        target.start({"MaxTuningJobs": "3.5"}, wait=False, on_progress=None)
+    assert len(target.list_executions()) == 1  # the refused one never started
+
+
+@mock_aws
+def test_upsert_stores_the_recorded_code_then_creates_and_then_updates_the_pipeline(config) -> None:
+    session = boto3.Session(region_name=REGION)
+    session.client("s3").create_bucket(Bucket=BUCKET)
+    target = SageMakerTarget(config, session)
+    code = target.code_uploads()
+    assert isinstance(code, S3Bridge) and code.record and code.root is None  # nothing leaves before validation
+    code.recorded[(BUCKET, "image-classifier/code/sourcedir.tar.gz")] = b"tarball"
+    definition = json.dumps({"Version": "2020-12-01", "Steps": [], "Parameters": []})
+    arn = target.upsert(definition, "first", code)
+    assert target.upsert(definition, "second") == arn  # the second one updates
+    body = session.client("s3").get_object(Bucket=BUCKET, Key="image-classifier/code/sourcedir.tar.gz")["Body"]
+    assert body.read() == b"tarball"
+    assert target.client.describe_pipeline(PipelineName=NAME)["PipelineDescription"] == "second"
+
+
+def test_logs_on_sagemaker_say_where_the_logs_are(config) -> None:
+    with pytest.raises(TargetError, match=r"job logs are in CloudWatch Logs \(/aws/sagemaker/TrainingJobs"):
+        SageMakerTarget(config, boto3.Session(region_name=REGION)).logs(None, None)
+
+
+@pytest.mark.parametrize(("error", "message"), [
+    (NoCredentialsError(), "upsert: no AWS credentials found. Configure them (aws configure, AWS_PROFILE"),
+    (EndpointConnectionError(endpoint_url="https://x"), "upsert: cannot reach AWS"),
+    (ClientError({"Error": {"Code": "ExpiredTokenException", "Message": "expired"}}, "CreatePipeline"),
+     "upsert: AWS refused the credentials or the permission (ExpiredTokenException: expired)"),
+    (ClientError({"Error": {"Code": "ResourceLimitExceeded", "Message": "too many"}}, "CreatePipeline"),
+     "upsert: ResourceLimitExceeded: too many"),
+])
+def test_aws_errors_become_one_sentence_saying_what_to_do(error: Exception, message: str) -> None:
+    with pytest.raises(TargetError) as raised, aws_errors("upsert"):
+        raise error
+    assert str(raised.value).startswith(message)
+
+
+@mock_aws
+def test_a_model_whose_statistics_cannot_be_read_is_listed_without_accuracy(config) -> None:
+    session = boto3.Session(region_name=REGION)
+    target = SageMakerTarget(config, session)
+    target.client.create_model_package_group(ModelPackageGroupName=config.project.model_package_group)
+    target.client.create_model_package(
+        ModelPackageGroupName=config.project.model_package_group, ModelApprovalStatus="Approved",
+        InferenceSpecification={"Containers": [{"Image": "image"}], "SupportedContentTypes": ["image/png"],
+                                "SupportedResponseMIMETypes": ["application/json"]},
+        ModelMetrics={"ModelQuality": {"Statistics": {"ContentType": "application/json",
+                                                      "S3Uri": f"s3://{BUCKET}/missing/evaluation.json"}}})
+    [row] = target.list_models()
+    assert (row["approval"], row["accuracy"]) == ("Approved", None)
+
+
+def test_content_types_follow_the_file_extension(tmp_path: Path) -> None:
+    from pipelines.target_base import content_type_of
+
+    assert [content_type_of(tmp_path / n) for n in ("a.PNG", "b.jpeg", "c.json", "d.bin", "e.webp")] == [
+        "image/png", "image/jpeg", "application/json", "application/x-image", "image/webp"]
