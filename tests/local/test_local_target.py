@@ -49,6 +49,17 @@ def test_upsert_returns_the_local_arn_and_refuses_bad_json(target):
         target.upsert("[]", "d")
 
 
+def test_upsert_stores_the_recorded_code_in_the_workspace_only_for_a_definition_it_takes(target):
+    code = target.code_uploads()
+    code.recorded[("sagemaker-local", "image-classifier/code/sourcedir.tar.gz")] = b"tarball"
+    stored = target.workspace.s3_root / "sagemaker-local" / "image-classifier" / "code" / "sourcedir.tar.gz"
+    with pytest.raises(TargetError, match="not valid JSON"):
+        target.upsert("{", "d", code)
+    assert not stored.exists()
+    target.upsert(DEFINITION, "d", code)
+    assert stored.read_bytes() == b"tarball"
+
+
 def test_start_before_upsert_says_what_to_do(target):
     with pytest.raises(TargetError, match="run `pipeline.py upsert` first"):
         target.start({}, True, None)
