@@ -1,7 +1,8 @@
-"""`get_pipeline`: the whole pipeline, top to bottom, made only of SageMaker SDK constructs.
+r"""`get_pipeline`: the whole pipeline, top to bottom, made only of SageMaker SDK constructs.
 
 PrepareData -> TuneHyperparameters -> TrainModel -> EvaluateModel -> CheckAccuracy
     if  -> RegisterModel -> CreateModel -> EndpointConfig -> Endpoint
+                                      \-> BatchTransform (the test split; [batch] enabled)
     else-> AccuracyTooLow
 Both targets run this one definition: SageMaker, and the local engine.
 """
@@ -12,9 +13,10 @@ from sagemaker.workflow.pipeline import Pipeline
 from sagemaker.workflow.pipeline_context import PipelineSession
 from sagemaker.workflow.steps import CacheConfig
 
-from pipelines.config import PipelineConfig
+from pipelines.config import PipelineConfig, bucket_and_role
 from pipelines.parameters import build_parameters
-from steps.deployment import build_deployment_steps
+from steps.batch import batch_output_uri, build_batch_transform_step
+from steps.deployment import build_create_model_step, build_endpoint_steps
 from steps.evaluation import build_evaluation_step
 from steps.gate import build_condition_step, build_fail_step
 from steps.prepare_data import build_prepare_data_step
@@ -37,7 +39,12 @@ def get_pipeline(config: PipelineConfig, session: PipelineSession) -> Pipeline:
 
     model = build_serving_model(config, params, session, train)
     register = build_register_step(config, params, model, evaluate)
-    deploy = build_deployment_steps(params, session, model, register)
+    create_model = build_create_model_step(params, model, register)
+    deploy = [create_model, *build_endpoint_steps(params, session, create_model)]
+    if config.batch.enabled:
+        bucket, _ = bucket_and_role(config)
+        output = batch_output_uri(bucket, config.project.pipeline_name)
+        deploy.append(build_batch_transform_step(config.batch, params, session, output, prepare, create_model))
     accuracy_too_low = build_fail_step(evaluate, report, params["AccuracyThreshold"])
     gate = build_condition_step(
         evaluate, report, params["AccuracyThreshold"], if_steps=[register, *deploy], else_steps=[accuracy_too_low]

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from pipelines.cli_app import App, console
+from pipelines.cli_app import App, console, err_console
 
 
 @click.command()
@@ -93,4 +93,32 @@ def invoke(app: App, endpoint_name: str, files: tuple[Path, ...], as_json: bool)
                 console.print(f"  {entry['label']:<24} {entry['probability']:.3f}")
 
 
-SERVING_COMMANDS = (approve, models, invoke, endpoints, delete_endpoint)
+@click.command()
+@click.argument("input_url", metavar="INPUT")
+@click.option("--model-package", "model_package_arn", metavar="ARN",
+              help="the registered model version to score with (default: the newest in the group)")
+@click.option("--output", "output_url", metavar="S3_URL",
+              help="where the .out files go (default: s3://<bucket>/<pipeline>/batch/<job>)")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="follow a SageMaker job to its end (a local one always runs to its end)")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object: job, status, input, output")
+@click.pass_obj
+def batch(app: App, input_url: str, model_package_arn: str | None, output_url: str | None, wait: bool,
+          as_json: bool) -> None:
+    """Score every image under INPUT (a folder here, or an S3 prefix) with a registered model, as a Batch Transform
+    job: one <image>.out per image, holding the model's JSON answer. Prints where they went."""
+    from pipelines.progress import print_json
+
+    result = app.target().batch_transform(model_package_arn, input_url, output_url, wait, progress=err_console.print)
+    if as_json:
+        print_json(console, result)
+        return
+    if "outputs" in result:
+        err_console.print(f"{result['outputs']} .out file(s) from {result['model_package']} in "
+                          f"{result['local_output']}", soft_wrap=True, highlight=False)
+    else:
+        err_console.print(f"transform job {result['job']}: {result['status']}", highlight=False)
+    click.echo(result["output"])
+
+
+SERVING_COMMANDS = (approve, models, invoke, endpoints, delete_endpoint, batch)

@@ -34,6 +34,7 @@ from pipelines.target_base import (
     content_type_of,
     files_to_upload,
 )
+from pipelines.transform_requests import transform_job_request
 
 if TYPE_CHECKING:
     from pipelines.report.model import ReportData
@@ -270,6 +271,43 @@ class SageMakerTarget:
     def logs(self, execution: str | None, step: str | None) -> list[tuple[str, Path]]:
         raise TargetError("on SageMaker, job logs are in CloudWatch Logs (/aws/sagemaker/TrainingJobs, "
                           "/aws/sagemaker/ProcessingJobs); `logs` reads the local engine's")
+
+    def batch_transform(self, model_package_arn: str | None, input_url: str, output_url: str | None,
+                        wait: bool, progress: Callable[[str], None] = print) -> dict[str, Any]:
+        """CreateModel from the package (the service resolves its container), then CreateTransformJob with the
+        pipeline's BatchTransform settings; with `wait`, polls DescribeTransformJob to the end."""
+        from pipelines.building import require_cloud_settings
+
+        require_cloud_settings(self.config)
+        arn = model_package_arn or self._newest_model_package()
+        job = f"batch-{int(time.time())}"
+        output = (output_url or f"s3://{self.config.project.bucket}/{self.pipeline_name}/batch/{job}").rstrip("/")
+        request = transform_job_request(job, job, str(parse_s3_url(input_url, "--input")),
+                                        str(parse_s3_url(output, "--output")), self.config.batch,
+                                        self.config.instances.inference_type)
+        with aws_errors(f"batch transform with {arn}"):
+            self.client.create_model(ModelName=job, ExecutionRoleArn=self.config.project.role_arn,
+                                     PrimaryContainer={"ModelPackageName": arn})
+            self.client.create_transform_job(**request)
+            progress(f"transform job {job} started: {input_url} -> {output}")
+            status = self.client.describe_transform_job(TransformJobName=job)
+            while wait and status["TransformJobStatus"] in ("InProgress", "Stopping"):
+                time.sleep(POLL_SECONDS)
+                status = self.client.describe_transform_job(TransformJobName=job)
+        if status["TransformJobStatus"] == "Failed":
+            raise TargetError(f"transform job {job} failed: {status.get('FailureReason', 'no reason given')} "
+                              f"(CloudWatch Logs /aws/sagemaker/TransformJobs, stream {job}/...)")
+        return {"job": job, "status": status["TransformJobStatus"], "model_package": arn, "input": input_url,
+                "output": output}
+
+    def _newest_model_package(self) -> str:
+        group = self.config.project.model_package_group
+        with aws_errors(f"models of group {group}"):
+            newest = self.client.list_model_packages(ModelPackageGroupName=group, SortBy="CreationTime",
+                                                     SortOrder="Descending", MaxResults=1)["ModelPackageSummaryList"]
+        if not newest:
+            raise TargetError(f"no model is registered in {group} yet: run the pipeline, or pass --model-package ARN")
+        return str(newest[0]["ModelPackageArn"])
 
     def report_data(self, execution: str | None) -> ReportData:
         from pipelines.report.sagemaker import SageMakerCollector

@@ -27,6 +27,7 @@ from pipelines.config_schema import (
     SECTIONS,
     TARGETS,
     TUNING_STRATEGIES,
+    BatchConfig,
     ConfigError,
     DataConfig,
     DebuggerConfig,
@@ -49,7 +50,8 @@ __all__ = [
     "load_config", "REPO_ROOT", "DEFAULTS_FILE", "ENV_PREFIX", "TARGETS", "TUNING_STRATEGIES", "RANGE_TYPES",
     "RANGE_SCALINGS", "APPROVAL_STATUSES", "LOCAL_ROLE_ARN", "LOCAL_BUCKET", "bucket_and_role", "ConfigError",
     "ProjectConfig", "DataConfig", "InstancesConfig", "TrainingConfig", "HyperparameterRange", "TuningConfig",
-    "EvaluationConfig", "RegistryConfig", "RulesConfig", "DebuggerConfig", "LocalConfig", "PipelineConfig",
+    "EvaluationConfig", "RegistryConfig", "RulesConfig", "DebuggerConfig", "BatchConfig", "LocalConfig",
+    "PipelineConfig",
     "SECTIONS", "env_var_name",
 ]
 

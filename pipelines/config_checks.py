@@ -82,6 +82,12 @@ def check_config(config: PipelineConfig, origins: Mapping[str, str]) -> None:
     if instances.spot and instances.max_wait_seconds < instances.max_run_seconds:
         fail("instances.max_wait_seconds", "max_wait_seconds must be >= max_run_seconds for spot training: "
              + shown("instances.max_wait_seconds", "instances.max_run_seconds"))
+    if not 1 <= config.batch.max_payload_mb <= 100:
+        fail("batch.max_payload_mb", f"max_payload_mb must be between 1 and 100 (SageMaker's MaxPayloadInMB), "
+             f"got {config.batch.max_payload_mb}")
+    if config.batch.max_concurrent_transforms < 1:
+        fail("batch.max_concurrent_transforms", "max_concurrent_transforms must be at least 1, got "
+             f"{config.batch.max_concurrent_transforms}")
     _check_rule_names(config, origins)
     _check_profiler_rule_parameters(config, origins)
 

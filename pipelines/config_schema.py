@@ -138,6 +138,15 @@ class DebuggerConfig(RulesConfig):
 
 
 @dataclass(frozen=True)
+class BatchConfig:
+    """The BatchTransform step: the registered model scores the test split, one `.out` per image."""
+
+    enabled: bool
+    max_payload_mb: int  # MaxPayloadInMB: the largest image one request may carry
+    max_concurrent_transforms: int  # MaxConcurrentTransforms: requests in flight per instance
+
+
+@dataclass(frozen=True)
 class LocalConfig:
     workspace: str
 
@@ -153,6 +162,7 @@ class PipelineConfig:
     registry: RegistryConfig
     debugger: DebuggerConfig
     profiler: RulesConfig
+    batch: BatchConfig
     local: LocalConfig
     source: str = str(DEFAULTS_FILE)
 

@@ -74,6 +74,13 @@ class Target(Protocol):
     def delete_endpoint(self, name: str) -> None:
         ...
 
+    def batch_transform(self, model_package_arn: str | None, input_url: str, output_url: str | None,
+                        wait: bool, progress: Callable[[str], None] = print) -> dict[str, Any]:
+        """Scores every file under `input_url` with a registered model version (the newest when None), as the
+        pipeline's BatchTransform does; returns job, status, model_package, input, output (and, when it ran
+        here, outputs: the number of .out files, and log)."""
+        ...
+
     def report_data(self, execution: str | None) -> ReportData:
         """What the HTML report shows of an execution (id or ARN; the latest when None)."""
         ...

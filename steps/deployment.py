@@ -16,15 +16,17 @@ ENDPOINT_CONFIG_STEP_NAME = "EndpointConfig"
 ENDPOINT_STEP_NAME = "Endpoint"
 
 
-def build_deployment_steps(
-    params: PipelineParameters, session: PipelineSession, model: Model, register: ModelStep
-) -> list:
-    create_model = ModelStep(
+def build_create_model_step(params: PipelineParameters, model: Model, register: ModelStep) -> ModelStep:
+    """The SageMaker Model the endpoint and the batch transform both serve."""
+    return ModelStep(
         name=CREATE_MODEL_STEP,
         display_name="Create model",
         step_args=model.create(instance_type=params["InferenceInstanceType"]),
         depends_on=[register],
     )
+
+
+def build_endpoint_steps(params: PipelineParameters, session: PipelineSession, create_model: ModelStep) -> list:
     endpoint_config = EndpointConfigStep(
         name=ENDPOINT_CONFIG_STEP_NAME,
         display_name="Endpoint config",
@@ -45,4 +47,4 @@ def build_deployment_steps(
             endpoint_name=params["EndpointName"], config_name=endpoint_config.properties.EndpointConfigName
         ),
     )
-    return [create_model, endpoint_config, endpoint]
+    return [endpoint_config, endpoint]

@@ -140,3 +140,38 @@ def test_content_types_follow_the_file_extension(tmp_path: Path) -> None:
 
     assert [content_type_of(tmp_path / n) for n in ("a.PNG", "b.jpeg", "c.json", "d.bin", "e.webp")] == [
         "image/png", "image/jpeg", "application/json", "application/x-image", "image/webp"]
+
+
+@mock_aws
+def test_batch_transform_serves_the_newest_package_with_the_pipelines_batch_settings(config) -> None:
+    session = boto3.Session(region_name=REGION)
+    target = SageMakerTarget(config, session)
+    group = config.project.model_package_group
+    target.client.create_model_package_group(ModelPackageGroupName=group)
+    for _ in range(2):
+        target.client.create_model_package(
+            ModelPackageGroupName=group, ModelApprovalStatus="Approved",
+            InferenceSpecification={"Containers": [{"Image": "image"}], "SupportedContentTypes": ["image/png"],
+                                    "SupportedResponseMIMETypes": ["application/json"]})
+    result = target.batch_transform(None, f"s3://{BUCKET}/photos", None, wait=False, progress=lambda line: None)
+    newest = f"arn:aws:sagemaker:{REGION}:123456789012:model-package/{group}/2"
+    assert (result["model_package"], result["input"]) == (newest, f"s3://{BUCKET}/photos")
+    assert result["output"] == f"s3://{BUCKET}/{NAME}/batch/{result['job']}"
+    described = target.client.describe_transform_job(TransformJobName=result["job"])
+    assert described["ModelName"] == result["job"]
+    assert (described["BatchStrategy"], described["MaxPayloadInMB"], described["MaxConcurrentTransforms"]) == (
+        "SingleRecord", config.batch.max_payload_mb, config.batch.max_concurrent_transforms)
+    assert described["TransformInput"]["ContentType"] == "application/x-image"
+    model = target.client.describe_model(ModelName=result["job"])
+    assert model["PrimaryContainer"]["ModelPackageName"] == newest
+
+
+@mock_aws
+def test_batch_transform_with_nothing_registered_says_what_to_do(config) -> None:
+    target = SageMakerTarget(config, boto3.Session(region_name=REGION))
+    target.client.create_model_package_group(ModelPackageGroupName=config.project.model_package_group)
+    with pytest.raises(TargetError, match="no model is registered in image-classifier yet: run the pipeline, or "
+                                          "pass --model-package ARN"):
+        target.batch_transform(None, f"s3://{BUCKET}/photos", None, wait=False)
+    with pytest.raises(ValueError, match="--input 'photos/' is not an S3 URL"):  # the CLI shows it as exit 2
+        target.batch_transform("arn:x", "photos/", None, wait=False)

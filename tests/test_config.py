@@ -257,10 +257,15 @@ def test_range_that_is_not_a_table_is_refused(tmp_path: Path) -> None:
          "image_size must be positive (px), or 0 to follow the training images, got -1"),
         ({"PIPELINE_INSTANCES_SPOT": "true", "PIPELINE_INSTANCES_MAX_WAIT_SECONDS": "3600"},
          "PIPELINE_INSTANCES_MAX_WAIT_SECONDS", "max_wait_seconds must be >= max_run_seconds for spot training"),
+        ({"PIPELINE_BATCH_MAX_PAYLOAD_MB": "101"}, "PIPELINE_BATCH_MAX_PAYLOAD_MB",
+         "max_payload_mb must be between 1 and 100 (SageMaker's MaxPayloadInMB), got 101"),
+        ({"PIPELINE_BATCH_MAX_CONCURRENT_TRANSFORMS": "0"}, "PIPELINE_BATCH_MAX_CONCURRENT_TRANSFORMS",
+         "max_concurrent_transforms must be at least 1, got 0"),
     ],
     ids=["fractions-sum-1", "fractions-over-1", "val-over-1", "no-test-split", "parallel-over-max",
          "parallel-zero", "bad-strategy", "grid-with-numeric-ranges", "bad-early-stopping", "bad-approval",
-         "threshold-over-1", "negative-image-size", "spot-wait-below-run"],
+         "threshold-over-1", "negative-image-size", "spot-wait-below-run", "batch-payload-over-100",
+         "batch-no-concurrency"],
 )
 def test_inconsistent_values_are_refused_naming_their_origin(environ: dict, where: str, message: str) -> None:
     refused(f"{where}: [", overrides=SAGEMAKER, environ=environ)

@@ -114,6 +114,39 @@ def _artifact(workspace: Workspace, uri: str) -> Path:
     return path
 
 
+def install_model(workspace: Workspace, container: Mapping[str, Any], model_dir: Path) -> str:
+    """Extracts the model's artifact (and an S3 source dir) into `model_dir`, as the serving container finds them;
+    returns the entry point relative to it. The endpoint and the batch transform both serve from such a dir."""
+    if not model_dir.is_dir():  # already there when this config is deployed again: same model, same files
+        if not container.get("ModelDataUrl"):
+            raise StepFailed("ValidationException: the model has no ModelDataUrl: nothing to serve locally")
+        partial = model_dir.with_name(f".model-{secrets.token_hex(4)}.partial")
+        try:
+            extract_tar_gz(_artifact(workspace, container["ModelDataUrl"]), partial)
+            _install_source(workspace, container, partial)
+            partial.rename(model_dir)  # whole or not at all: a crash never leaves half a model dir
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+    environment = container.get("Environment") or {}
+    program = environment.get("SAGEMAKER_PROGRAM", "inference.py")
+    submit_dir = environment.get("SAGEMAKER_SUBMIT_DIRECTORY", f"{MODEL_ROOT}/code")
+    code_dir = "code"
+    if submit_dir.startswith(MODEL_ROOT):
+        code_dir = PurePosixPath(submit_dir).relative_to(MODEL_ROOT).as_posix()
+    entry_point = (PurePosixPath(code_dir) / program).as_posix()
+    if not (model_dir / entry_point).is_file():
+        raise StepFailed(f"ClientError: {program} not found in the model artifact: expected {entry_point} in "
+                         f"{container.get('ModelDataUrl')} (SAGEMAKER_SUBMIT_DIRECTORY={submit_dir})")
+    return entry_point
+
+
+def _install_source(workspace: Workspace, container: Mapping[str, Any], model_dir: Path) -> None:
+    # A model made with entry_point/source_dir and no repack points at an uploaded sourcedir.tar.gz.
+    submit_dir = (container.get("Environment") or {}).get("SAGEMAKER_SUBMIT_DIRECTORY", "")
+    if submit_dir.startswith("s3://"):
+        extract_tar_gz(_artifact(workspace, submit_dir), model_dir / "code")
+
+
 class CreateModelHandler:
     """The Model step (CreateModel)."""
 
@@ -178,43 +211,13 @@ class EndpointHandler:
             raise StepFailed(f'ValidationException: Could not find model "{variant["ModelName"]}".')
         container = model["PrimaryContainer"]
         model_dir = self.manager.endpoint_dir(name, config_name) / "model"
-        entry_point = self._install(container, model_dir)
+        entry_point = install_model(self.workspace, container, model_dir)
         run.log(f"deploying {model['ModelName']} to endpoint {name} (config {config_name})")
         served = self.manager.deploy(name, config_name, model_dir, model_name=model["ModelName"],
                                      entry_point=entry_point, environment=container.get("Environment") or {},
                                      cancelled=run.cancelled)
         run.log(f"endpoint {name} is InService at {served['url']}")
         return self._describe(served, variant, container)
-
-    def _install(self, container: Mapping[str, Any], model_dir: Path) -> str:
-        """Extracts the artifact (and an S3 source dir) into `model_dir`; returns the entry point relative to it."""
-        if not model_dir.is_dir():  # already there when this config is deployed again: same model, same files
-            if not container.get("ModelDataUrl"):
-                raise StepFailed("ValidationException: the model has no ModelDataUrl: nothing to serve locally")
-            partial = model_dir.with_name(f".model-{secrets.token_hex(4)}.partial")
-            try:
-                extract_tar_gz(_artifact(self.workspace, container["ModelDataUrl"]), partial)
-                self._install_source(container, partial)
-                partial.rename(model_dir)  # whole or not at all: a crash never leaves half a model dir
-            finally:
-                shutil.rmtree(partial, ignore_errors=True)
-        environment = container.get("Environment") or {}
-        program = environment.get("SAGEMAKER_PROGRAM", "inference.py")
-        submit_dir = environment.get("SAGEMAKER_SUBMIT_DIRECTORY", f"{MODEL_ROOT}/code")
-        code_dir = "code"
-        if submit_dir.startswith(MODEL_ROOT):
-            code_dir = PurePosixPath(submit_dir).relative_to(MODEL_ROOT).as_posix()
-        entry_point = (PurePosixPath(code_dir) / program).as_posix()
-        if not (model_dir / entry_point).is_file():
-            raise StepFailed(f"ClientError: {program} not found in the model artifact: expected {entry_point} in "
-                             f"{container.get('ModelDataUrl')} (SAGEMAKER_SUBMIT_DIRECTORY={submit_dir})")
-        return entry_point
-
-    def _install_source(self, container: Mapping[str, Any], model_dir: Path) -> None:
-        # A model made with entry_point/source_dir and no repack points at an uploaded sourcedir.tar.gz.
-        submit_dir = (container.get("Environment") or {}).get("SAGEMAKER_SUBMIT_DIRECTORY", "")
-        if submit_dir.startswith("s3://"):
-            extract_tar_gz(_artifact(self.workspace, submit_dir), model_dir / "code")
 
     def _describe(self, served: Mapping[str, Any], variant: Mapping[str, Any],
                   container: Mapping[str, Any]) -> dict[str, Any]:

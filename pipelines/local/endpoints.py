@@ -95,6 +95,16 @@ def log_tail(path: Path, offset: int = 0, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:]) or "(the server log is empty)"
 
 
+def serving_environment(model_dir: Path, environment: Mapping[str, str]) -> dict[str, str]:
+    """A serving process's environment: the model's, with the container's /opt/ml relocated to `model_dir`'s
+    parent (whose model/ holds the extracted artifact)."""
+    base = model_dir.parent
+    env = {**os.environ, **{key: relocate(str(value), base) for key, value in environment.items()}}
+    env.update(SAGEMAKER_BASE_DIR=str(base), SM_MODEL_DIR=str(model_dir), PYTHONUNBUFFERED="1",
+               PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p))
+    return env
+
+
 @dataclass
 class ServerProcess:
     """One serving process, started by us now or found in the database later."""
@@ -204,7 +214,7 @@ class EndpointManager:
             log_path = self.endpoint_dir(name, config_name) / "server.log"
             try:
                 server = ServerProcess.start(model_dir, port, entry_point, log_path,
-                                             self._server_env(model_dir, environment))
+                                             serving_environment(model_dir, environment))
                 server.wait_ready(self.ready_timeout, cancelled)
             except (StepFailed, OSError) as exc:
                 reason = exc.reason if isinstance(exc, StepFailed) else f"cannot start the serving process: {exc}"
@@ -226,14 +236,6 @@ class EndpointManager:
                                entry_point=row["entry_point"], environment=json.loads(row["environment"]))
         except StepFailed as exc:
             raise TargetError(f"endpoint {name!r} did not start: {exc.reason}") from exc
-
-    def _server_env(self, model_dir: Path, environment: Mapping[str, str]) -> dict[str, str]:
-        # The container's /opt/ml is the endpoint config's folder, whose model/ holds the extracted artifact.
-        base = model_dir.parent
-        env = {**os.environ, **{key: relocate(str(value), base) for key, value in environment.items()}}
-        env.update(SAGEMAKER_BASE_DIR=str(base), SM_MODEL_DIR=str(model_dir), PYTHONUNBUFFERED="1",
-                   PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p))
-        return env
 
     def _remove_model_dir(self, path: str, keep: Path) -> None:
         # Only an extracted artifact under our endpoints folder, never what the new server serves.

@@ -24,6 +24,7 @@ HANDLER_CLASSES: dict[str, tuple[str, str]] = {
     "Model": ("pipelines.local.deployment", "CreateModelHandler"),
     "EndpointConfig": ("pipelines.local.deployment", "EndpointConfigHandler"),
     "Endpoint": ("pipelines.local.deployment", "EndpointHandler"),
+    "Transform": ("pipelines.local.transform", "TransformJobHandler"),
 }
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from pipelines.config import REPO_ROOT, PipelineConfig
+from pipelines.config import REPO_ROOT, PipelineConfig, bucket_and_role
 from pipelines.local.executor import Executor
 from pipelines.local.handlers import HandlersFactory, default_handlers, factory_reference
 from pipelines.local.state import ExecutionRecord, PipelineRecord, StateStore, StepRecord, process_identity
@@ -39,6 +39,7 @@ from pipelines.target_base import (
     content_type_of,
     files_to_upload,
 )
+from pipelines.transform_requests import transform_job_request
 
 if TYPE_CHECKING:
     from pipelines.report.model import ReportData
@@ -218,6 +219,37 @@ class LocalTarget:
     def delete_endpoint(self, name: str) -> None:
         self._endpoints().delete(name)
 
+    def batch_transform(self, model_package_arn: str | None, input_url: str, output_url: str | None,
+                        wait: bool, progress: Callable[[str], None] = print) -> dict[str, Any]:
+        """Runs here and now (`wait` changes nothing): the model is served by its own code, as in the pipeline."""
+        from pipelines.local.transform import run_batch_transform
+
+        if not input_url.startswith("s3://") and not Path(input_url).expanduser().exists():
+            raise TargetError(f"{input_url} does not exist: give a folder of images (or one image) on this machine, "
+                              "or an s3:// URL in the workspace")
+        region = self.config.project.region
+        package = self._model_package(model_package_arn)
+        job = f"batch-{new_execution_id()}"
+        bucket, _ = bucket_and_role(self.config)
+        output = (output_url or f"s3://{bucket}/{self.pipeline_name}/batch/{job}").rstrip("/")
+        request = transform_job_request(job, job, input_url, output, self.config.batch, "local")
+        result = run_batch_transform(self.workspace, self.store, region, package, request, progress)
+        return {"job": job, "status": "Completed", "model_package": package["ModelPackageArn"], "input": input_url,
+                "output": output, "local_output": str(self.workspace.path_for(output)), **result}
+
+    def _model_package(self, arn: str | None) -> dict[str, Any]:
+        from pipelines.local.registry import ModelRegistry
+
+        registry = ModelRegistry(self.store, self.config.project.region)
+        if arn is not None:
+            return registry.describe(arn)
+        versions = registry.list_packages(self.config.project.model_package_group) if self.store.query(
+            "SELECT 1 FROM model_package_groups WHERE name = ?", (self.config.project.model_package_group,)) else []
+        if not versions:
+            raise TargetError(f"no model is registered in {self.config.project.model_package_group} yet: run the "
+                              "pipeline (`pipeline.py start`), or pass --model-package ARN")
+        return registry.describe(versions[-1]["arn"])
+
     def report_data(self, execution: str | None) -> ReportData:
         from pipelines.report.local import collect_local
 
@@ -325,11 +357,14 @@ def step_details(step: StepRecord) -> dict[str, Any]:
     if step.status == "Executing":
         return dict(properties)
     details: dict[str, Any] = {}
-    for key in ("ProcessingJobName", "TrainingJobName", "HyperParameterTuningJobName", "ModelPackageArn",
-                "ModelApprovalStatus", "ModelName", "EndpointConfigName", "EndpointName", "EndpointStatus",
-                "Outcome"):
+    for key in ("ProcessingJobName", "TrainingJobName", "HyperParameterTuningJobName", "TransformJobName",
+                "ModelPackageArn", "ModelApprovalStatus", "ModelName", "EndpointConfigName", "EndpointName",
+                "EndpointStatus", "Outcome"):
         if key in properties:
             details[key] = properties[key]
+    if "TransformJobName" in properties:  # where the batch read and wrote
+        details["TransformInput"] = properties["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
+        details["TransformOutput"] = properties["TransformOutput"]["S3OutputPath"]
     metrics = {m.get("MetricName"): m.get("Value") for m in properties.get("FinalMetricDataList", [])}
     if metrics:
         details["Metrics"] = metrics

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pipelines.report.artifacts import Files, parent_uri, read_json
+from pipelines.report.collect_batch import add_batch
 from pipelines.report.collect_training import add_training
 from pipelines.report.execution_view import ExecutionFacts, ExecutionView, Lookups
 from pipelines.report.graph import StepFacts, step_nodes
@@ -35,6 +36,7 @@ def build_report(facts: ExecutionFacts, lookups: Lookups) -> ReportData:
     _add_evaluation(view, lookups.files)
     _add_model(view, lookups)
     _add_endpoint(view, lookups)
+    add_batch(view, lookups.files)
     return data
 
 

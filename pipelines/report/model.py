@@ -147,6 +147,22 @@ class Endpoint:
 
 
 @dataclass
+class BatchJob:
+    """A Transform job's outcome, read from the `.out` files it wrote (SageMaker writes nothing else)."""
+
+    job_name: str
+    status: str | None
+    input_uri: str | None
+    output_uri: str | None
+    outputs: int  # .out files found (at most MAX_LISTED are listed)
+    predictions: dict[str, int]  # top label -> how many .out files name it
+    unreadable: int = 0  # .out files without a top label (an answer in another shape)
+    # Share of outputs whose top label is the name of the folder the input sat in, when those are class names.
+    folder_agreement: float | None = None
+    failure_reason: str | None = None
+
+
+@dataclass
 class ReportData:
     target: str  # local | sagemaker
     pipeline_name: str
@@ -168,7 +184,9 @@ class ReportData:
     evaluation: Evaluation | None = None
     model: RegisteredModel | None = None
     endpoint: Endpoint | None = None
-    # why a section is empty: steps, tuning, training, debugger, profiler, system, evaluation, model, endpoint
+    batch: BatchJob | None = None
+    # why a section is empty: steps, tuning, training, debugger, profiler, system, evaluation, model, endpoint,
+    # batch
     missing: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -14,7 +14,8 @@ from pipelines.report.render_ml import evaluation_html, profiler_html, rules_htm
 from pipelines.report.style import CSS
 
 NAV = (("steps", "Steps"), ("tuning", "Tuning"), ("training", "Training"), ("rules", "Rules"),
-       ("profiler", "Profiler"), ("evaluation", "Evaluation"), ("deployment", "Model & endpoint"))
+       ("profiler", "Profiler"), ("evaluation", "Evaluation"), ("deployment", "Model & endpoint"),
+       ("batch", "Batch transform"))
 
 
 def render_html(data: ReportData) -> str:
@@ -28,6 +29,7 @@ def render_html(data: ReportData) -> str:
         section("profiler", "Profiler: system timeline and recommendations", profiler_html(data)),
         section("evaluation", "Evaluation on the test split", evaluation_html(data)),
         section("deployment", "Registered model and endpoint", _deployment(data)),
+        section("batch", "Batch transform", _batch(data)),
         _footer(data),
     ]
     title = f"{data.pipeline_name} · {data.execution_id} · {data.status}"
@@ -120,6 +122,25 @@ def _deployment(data: ReportData) -> str:
         endpoint = missing("Not deployed", data.missing.get("endpoint"))
     return (f'<div class="grid2"><div class="panel"><h3>Registered model</h3>{model}</div>'
             f'<div class="panel"><h3>Endpoint</h3>{endpoint}</div></div>')
+
+
+def _batch(data: ReportData) -> str:
+    batch = data.batch
+    if batch is None:
+        return missing("No batch transform", data.missing.get("batch"))
+    agreement = pct(batch.folder_agreement) if batch.folder_agreement is not None else ""
+    summary = facts([
+        ("Job", f"<code>{esc(batch.job_name)}</code>"), ("Status", badge(batch.status)),
+        ("Input", f"<code>{esc(batch.input_uri)}</code>"), ("Output", f"<code>{esc(batch.output_uri)}</code>"),
+        (".out files", esc(batch.outputs)), ("Without a label", esc(batch.unreadable) if batch.unreadable else ""),
+        ("Top label = the input's folder", agreement), ("Failure reason", esc(batch.failure_reason)),
+    ])
+    rows = [(esc(label), esc(count), pct(count / batch.outputs) if batch.outputs else "")
+            for label, count in batch.predictions.items()]
+    predictions = table(("predicted class", "files", "share"), rows, numeric=(1, 2)) if rows else \
+        missing("No predictions read", "the job wrote no .out file with a top label")
+    return (f'<div class="grid2"><div class="panel"><h3>Job</h3>{summary}</div>'
+            f'<div class="panel"><h3>Predicted classes</h3>{predictions}</div></div>')
 
 
 def _footer(data: ReportData) -> str:

@@ -125,6 +125,7 @@ class SageMakerCollector:
             "Model": lambda: {"ModelName": name, "ModelArn": metadata.get("Arn")},
             "EndpointConfig": lambda: self.client.describe_endpoint_config(EndpointConfigName=name),
             "Endpoint": lambda: self.client.describe_endpoint(EndpointName=name),
+            "TransformJob": lambda: self.client.describe_transform_job(TransformJobName=name),
         }
         if kind not in calls or not name:
             return dict(metadata)

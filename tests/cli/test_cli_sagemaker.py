@@ -160,7 +160,7 @@ def test_definition_with_o_writes_the_file_and_says_so(aws: None, built_once: No
 def test_validate_passes_and_exits_0(aws: None, built_once: None) -> None:
     result = run("validate")
     assert result.exit_code == 0, result.output
-    assert flat(result.stdout) == f"valid: {NAME}, 10 steps, {len(PARAMETER_SPECS)} parameters"
+    assert flat(result.stdout) == f"valid: {NAME}, 11 steps, {len(PARAMETER_SPECS)} parameters"
 
 
 def test_validate_of_an_invalid_definition_lists_the_problem_and_exits_1(aws: None, monkeypatch) -> None:

@@ -4,6 +4,7 @@ what earlier ones look at: a second run, an approval, a deleted endpoint)."""
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 from pathlib import Path
@@ -15,7 +16,8 @@ import pytest
 PIPELINE_ARN = "arn:aws:sagemaker:us-east-1:000000000000:pipeline/image-classifier"
 ENDPOINT = "image-classifier"
 HAPPY_STEPS = ("PrepareData", "TuneHyperparameters", "TrainModel", "EvaluateModel", "CheckAccuracy",
-               "ImageClassifier-RegisterModel", "ServingModel-CreateModel", "EndpointConfig", "Endpoint")
+               "ImageClassifier-RegisterModel", "ServingModel-CreateModel", "EndpointConfig", "Endpoint",
+               "BatchTransform")
 RUN_TIMEOUT_S = 300  # a whole run at the tiny settings takes well under a minute on 2 idle cores
 
 
@@ -119,6 +121,58 @@ def test_invoke_with_a_digit_png_prints_a_class_name(deployed):
     labels = re.findall(r"^\s+(\S+)\s+([01]\.\d{3})$", out, flags=re.MULTILINE)
     assert labels, out
     assert {label for label, _ in labels} <= class_names(deployed.data)
+
+
+def workspace_path(deployed, uri: str) -> Path:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return deployed.cli.workspace / "s3" / bucket / key
+
+
+def top_label(response_text: str) -> str:
+    return json.loads(response_text)["predictions"][0]["top_k"][0]["label"]
+
+
+def test_batch_transform_wrote_one_out_per_test_image_that_agrees_with_invoke(deployed):
+    details = steps_by_name(deployed.started)["BatchTransform"]["details"]
+    inputs, outputs = workspace_path(deployed, details["TransformInput"]), workspace_path(deployed,
+                                                                                        details["TransformOutput"])
+    images = sorted(p.relative_to(inputs).as_posix() for p in inputs.rglob("*") if p.is_file())
+    written = sorted(p.relative_to(outputs).as_posix() for p in outputs.rglob("*") if p.is_file())
+    assert images and written == [f"{image}.out" for image in images]  # SageMaker's naming, class folders kept
+    for image in images[:: max(1, len(images) // 3)]:
+        [answer] = deployed.cli.json("invoke", "--json", "--endpoint", ENDPOINT, str(inputs / image))
+        assert top_label((outputs / f"{image}.out").read_text()) == top_label(answer["response"]), image
+
+
+def test_batch_scores_a_folder_with_the_registered_model_and_prints_where_the_outputs_went(deployed):
+    folder = deployed.data / "3-three"
+    result = deployed.cli.run("batch", str(folder))
+    output = result.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"s3://local-pipeline/image-classifier/batch/batch-[a-z0-9]+", output), output
+    written = sorted(p.name for p in workspace_path(deployed, output).rglob("*.out"))
+    assert written == sorted(f"{p.name}.out" for p in folder.iterdir() if p.is_file())
+    assert f"{len(written)} .out file(s) from " in " ".join(result.stderr.split())
+    image = sorted(folder.glob("*.png"))[0]
+    [answer] = deployed.cli.json("invoke", "--json", "--endpoint", ENDPOINT, str(image))
+    assert top_label((workspace_path(deployed, output) / f"{image.name}.out").read_text()) == \
+        top_label(answer["response"])
+
+
+def test_batch_with_an_undecodable_file_fails_naming_it_with_the_handlers_400(deployed, tmp_path):
+    folder = tmp_path / "to-score"
+    folder.mkdir()
+    (folder / "good.png").write_bytes(sorted((deployed.data / "3-three").glob("*.png"))[0].read_bytes())
+    (folder / "broken.png").write_bytes(b"half a download")
+    result = deployed.cli.run("batch", str(folder), expect_rc=2)
+    message = " ".join(result.stderr.split())
+    assert "failed: ClientError: broken.png: the model answered HTTP 400:" in message, result.stderr
+    assert "cannot decode image" in message and "Traceback" not in result.stderr
+
+
+def test_batch_of_a_folder_that_does_not_exist_exits_2_saying_so(deployed, tmp_path):
+    result = deployed.cli.run("batch", str(tmp_path / "nope"), expect_rc=2)
+    assert f"{tmp_path / 'nope'} does not exist: give a folder of images" in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr
 
 
 def test_invoke_json_with_a_text_file_exits_2_with_the_handlers_400_message(deployed, tmp_path):

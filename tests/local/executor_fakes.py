@@ -78,6 +78,9 @@ DESCRIBE: dict[str, Callable[[StepRun], dict[str, Any]]] = {
     "Model": lambda run: {"ModelName": f"model-{run.execution_id}", "ModelArn": f"{ACCOUNT}:model/m"},
     "EndpointConfig": lambda run: {"EndpointConfigName": run.arguments["EndpointConfigName"]},
     "Endpoint": lambda run: {"EndpointName": run.arguments["EndpointName"], "EndpointStatus": "InService"},
+    "Transform": lambda run: {"TransformJobName": _job(run), "TransformJobStatus": "Completed",
+                              "ModelName": run.arguments["ModelName"], "TransformInput": run.arguments["TransformInput"],
+                              "TransformOutput": run.arguments["TransformOutput"]},
 }
 
 

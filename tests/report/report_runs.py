@@ -83,15 +83,21 @@ DEFINITION = {"Version": "2020-12-01", "Parameters": [{"Name": "AccuracyThreshol
             {"Name": "EndpointConfig", "Type": "EndpointConfig", "Arguments": {"ProductionVariants": [
                 {"ModelName": get("Steps.ServingModel-CreateModel.ModelName")}]}},
             {"Name": "Endpoint", "Type": "Endpoint", "Arguments": {
-                "EndpointConfigName": get("Steps.EndpointConfig.EndpointConfigName")}}],
+                "EndpointConfigName": get("Steps.EndpointConfig.EndpointConfigName")}},
+            {"Name": "BatchTransform", "Type": "Transform", "Arguments": {
+                "ModelName": get("Steps.ServingModel-CreateModel.ModelName"),
+                "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": get(
+                    "Steps.PrepareData.ProcessingOutputConfig.Outputs['test'].S3Output.S3Uri")}}}}}],
         "ElseSteps": [{"Name": "AccuracyTooLow", "Type": "Fail", "Arguments": {"ErrorMessage": "too low"}}]}},
 ]}
 STEP_ORDER = ["PrepareData", "TuneHyperparameters", "TrainModel", "EvaluateModel", "CheckAccuracy",
-              "ImageClassifier-RegisterModel", "ServingModel-CreateModel", "EndpointConfig", "Endpoint"]
+              "ImageClassifier-RegisterModel", "ServingModel-CreateModel", "EndpointConfig", "Endpoint",
+              "BatchTransform"]
 STEP_TYPES = {"PrepareData": "Processing", "TuneHyperparameters": "Tuning", "TrainModel": "Training",
               "EvaluateModel": "Processing", "CheckAccuracy": "Condition",
               "ImageClassifier-RegisterModel": "RegisterModel", "ServingModel-CreateModel": "Model",
-              "EndpointConfig": "EndpointConfig", "Endpoint": "Endpoint", "AccuracyTooLow": "Fail"}
+              "EndpointConfig": "EndpointConfig", "Endpoint": "Endpoint", "BatchTransform": "Transform",
+              "AccuracyTooLow": "Fail"}
 
 
 def history(epochs: int = 3) -> list[dict[str, float]]:
@@ -232,6 +238,21 @@ class LocalRuns:
             "EndpointName": "image-classifier", "EndpointStatus": "InService",
             "EndpointConfigName": f"image-classifier-{execution_id}",
             "EndpointArn": "arn:aws:sagemaker:us-east-1:000000000000:endpoint/image-classifier"})
+        self._batch(execution_id)
+
+    def _batch(self, execution_id: str) -> None:
+        """Five test images scored: four as their folder's class, one not; and a file that is no answer."""
+        output = f"{BUCKET}/{execution_id}/batch-output"
+        for key, label in (("0-zero/a.png", "0-zero"), ("0-zero/b.png", "0-zero"), ("1-one/c.png", "1-one"),
+                           ("2-two/d.png", "2-two"), ("2-two/e.png", "0-zero")):
+            self.write(f"{output}/{key}.out", json.dumps({"predictions": [{"top_k": [
+                {"label": label, "probability": 0.9}]}]}))
+        self.write(f"{output}/2-two/f.png.out", "<html>a gateway error</html>")
+        self.add_step(execution_id, "BatchTransform", "Succeeded", 7, {
+            "TransformJobName": f"batchtransform-{execution_id}", "TransformJobStatus": "Completed",
+            "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix",
+                                                               "S3Uri": f"{BUCKET}/{execution_id}/test"}}},
+            "TransformOutput": {"S3OutputPath": output}})
 
     def add_failed_at_prepare(self, execution_id: str = "badrun000001") -> None:
         reason = 'ClientError: No S3 objects found under S3 URL "s3://x/<input>"'

@@ -324,3 +324,21 @@ def test_sagemaker_latest_and_id_references(aws: None) -> None:
                              {"PipelineName": PIPELINE})
         assert collector.resolve("cloudrun0001") == EXECUTION
     assert collector.resolve(EXECUTION) == EXECUTION
+
+
+def test_the_batch_transform_section_counts_the_out_files_and_their_predicted_classes(local_runs) -> None:
+    local_runs.add_succeeded()
+    batch = local_runs.target().report_data("goodrun00001").batch
+    assert batch is not None
+    assert (batch.job_name, batch.status, batch.outputs, batch.unreadable) == (
+        "batchtransform-goodrun00001", "Completed", 6, 1)
+    assert batch.predictions == {"0-zero": 3, "1-one": 1, "2-two": 1}
+    assert batch.folder_agreement == 4 / 5  # test/<class>/<image>: the folder is the true class
+    assert batch.output_uri == "s3://local-pipeline/image-classifier/goodrun00001/batch-output"
+
+
+def test_a_run_that_stopped_early_says_why_the_batch_section_is_empty(local_runs) -> None:
+    local_runs.add_failed_at_prepare()
+    data = local_runs.target().report_data("badrun000001")
+    assert data.batch is None
+    assert data.missing["batch"] == "BatchTransform did not run: the execution failed before it"

@@ -92,8 +92,9 @@ def test_minimal_data_renders_with_every_reason() -> None:
     assert "<h1>p&lt;1&gt; " in page and "still running" in page
     assert "ListPipelineExecutionSteps failed (not implemented)" in page
     assert "the pipeline has no tuning step" in page
-    # steps, tuning, training, both kinds of rules, system metrics, recommendations, evaluation, model, endpoint
-    assert page.count('class="missing"') == 10
+    # steps, tuning, training, both kinds of rules, system metrics, recommendations, evaluation, model, endpoint,
+    # batch transform
+    assert page.count('class="missing"') == 11
 
 
 def test_render_is_pure(succeeded_report: tuple[LocalRuns, ReportData, str]) -> None:
@@ -147,4 +148,4 @@ def test_report_command_on_sagemaker_from_moto(tmp_path: Path, monkeypatch: pyte
     page = (tmp_path / f"report-{execution_id}.html").read_text()
     assert arn in page and "AccuracyThreshold" in page and "0.8" in page
     assert "ListPipelineExecutionSteps failed" in page
-    assert page.count('data-status="Unknown"') == 10  # every step of the definition, both branches included
+    assert page.count('data-status="Unknown"') == 11  # every step of the definition, both branches included

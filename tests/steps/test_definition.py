@@ -177,9 +177,45 @@ def test_steps_in_order_with_register_and_deploy_if_accurate_else_fail(either: B
     gate = steps[-1]["Arguments"]
     assert names_and_types(gate["IfSteps"]) == [("ImageClassifier-RegisterModel", "RegisterModel"),
                                                 ("ServingModel-CreateModel", "Model"),
-                                                ("EndpointConfig", "EndpointConfig"), ("Endpoint", "Endpoint")]
+                                                ("EndpointConfig", "EndpointConfig"), ("Endpoint", "Endpoint"),
+                                                ("BatchTransform", "Transform")]
     assert names_and_types(gate["ElseSteps"]) == [("AccuracyTooLow", "Fail")]
     assert either.step("ServingModel-CreateModel")["DependsOn"] == ["ImageClassifier-RegisterModel"]
+
+
+def test_batch_transform_scores_the_test_split_with_the_created_model_one_record_a_file(either: Built) -> None:
+    args = either.args("BatchTransform")
+    assert args["ModelName"] == {"Get": "Steps.ServingModel-CreateModel.ModelName"}
+    assert args["TransformInput"] == {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": {
+        "Get": "Steps.PrepareData.ProcessingOutputConfig.Outputs['test'].S3Output.S3Uri"}}},
+        "ContentType": "application/x-image"}  # no SplitType: each file is one record
+    bucket = BUCKET if either.config.project.target == "sagemaker" else "local-pipeline"
+    assert args["TransformOutput"] == {"Accept": "application/json", "S3OutputPath": {"Std:Join": {
+        "On": "/", "Values": [f"s3://{bucket}/image-classifier", {"Get": "Execution.PipelineExecutionId"},
+                              "batch-output"]}}}
+    batch = either.config.batch
+    assert (args["BatchStrategy"], args["MaxPayloadInMB"], args["MaxConcurrentTransforms"]) == (
+        "SingleRecord", batch.max_payload_mb, batch.max_concurrent_transforms)
+    assert args["TransformResources"] == {"InstanceCount": 1,
+                                          "InstanceType": {"Get": "Parameters.InferenceInstanceType"}}
+
+
+def test_pipeline_batch_sends_the_request_the_step_has(cloud: Built) -> None:
+    from pipelines.transform_requests import transform_job_request
+
+    request = transform_job_request("job", "model", "s3://b/in", "s3://b/out", cloud.config.batch, "ml.m5.large")
+    step = cloud.args("BatchTransform")
+    assert set(request) - {"TransformJobName"} == set(step)
+    for key in ("BatchStrategy", "MaxPayloadInMB", "MaxConcurrentTransforms"):
+        assert request[key] == step[key], key
+    assert request["TransformInput"]["ContentType"] == step["TransformInput"]["ContentType"]
+    assert request["TransformOutput"]["Accept"] == step["TransformOutput"]["Accept"]
+
+
+def test_batch_transform_switched_off_leaves_the_endpoint(cloud_config: PipelineConfig) -> None:
+    built = build(cloud_config.replace("batch", enabled=False))
+    assert built.result.problems == []
+    assert "BatchTransform" not in {s["Name"] for s in iter_steps(built.definition["Steps"])}
 
 
 def test_no_hidden_repack_model_job_only_train_model_trains(either: Built) -> None:
