@@ -79,7 +79,8 @@ DESCRIBE: dict[str, Callable[[StepRun], dict[str, Any]]] = {
     "EndpointConfig": lambda run: {"EndpointConfigName": run.arguments["EndpointConfigName"]},
     "Endpoint": lambda run: {"EndpointName": run.arguments["EndpointName"], "EndpointStatus": "InService"},
     "Transform": lambda run: {"TransformJobName": _job(run), "TransformJobStatus": "Completed",
-                              "ModelName": run.arguments["ModelName"], "TransformInput": run.arguments["TransformInput"],
+                              "ModelName": run.arguments["ModelName"],
+                              "TransformInput": run.arguments["TransformInput"],
                               "TransformOutput": run.arguments["TransformOutput"]},
 }
 
