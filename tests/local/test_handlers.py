@@ -15,7 +15,7 @@ def test_default_handlers_cover_every_step_type_the_engine_runs(tmp_path: Path) 
     workspace = Workspace.open(tmp_path)
     handlers = default_handlers(workspace, StateStore(workspace.state_db), "eu-west-1")
     assert set(handlers) == set(HANDLER_CLASSES) == {"Processing", "Training", "Tuning", "RegisterModel", "Model",
-                                                     "EndpointConfig", "Endpoint"}
+                                                     "EndpointConfig", "Endpoint", "Transform"}
     assert all(callable(getattr(handler, "run", None)) for handler in handlers.values())
     # The region is what the jobs' and packages' ARNs name.
     assert handlers["Processing"].region == handlers["Training"].region == handlers["Tuning"].region == "eu-west-1"
