@@ -243,11 +243,11 @@ class LocalTarget:
         registry = ModelRegistry(self.store, self.config.project.region)
         if arn is not None:
             return registry.describe(arn)
-        versions = registry.list_packages(self.config.project.model_package_group) if self.store.query(
-            "SELECT 1 FROM model_package_groups WHERE name = ?", (self.config.project.model_package_group,)) else []
+        group = self.config.project.model_package_group
+        versions = [version for version in registry.list_packages() if version["group"] == group]  # oldest first
         if not versions:
-            raise TargetError(f"no model is registered in {self.config.project.model_package_group} yet: run the "
-                              "pipeline (`pipeline.py start`), or pass --model-package ARN")
+            raise TargetError(f"no model is registered in {group} yet: run the pipeline (`pipeline.py start`), or "
+                              "pass --model-package ARN")
         return registry.describe(versions[-1]["arn"])
 
     def report_data(self, execution: str | None) -> ReportData:

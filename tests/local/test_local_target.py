@@ -168,3 +168,12 @@ def test_registry_and_endpoint_commands_delegate(target, monkeypatch, tmp_path):
 def test_content_types_by_extension(tmp_path):
     assert [content_type_of(tmp_path / n) for n in ("a.PNG", "b.jpeg", "c.json", "d.bin")] == [
         "image/png", "image/jpeg", "application/json", "application/x-image"]
+
+
+def test_batch_before_any_model_is_registered_says_what_to_do(target, tmp_path):
+    (tmp_path / "photos").mkdir()
+    with pytest.raises(TargetError, match=r"no model is registered in image-classifier yet: run the pipeline "
+                                          r"\(`pipeline.py start`\), or pass --model-package ARN"):
+        target.batch_transform(None, str(tmp_path / "photos"), None, wait=True)
+    with pytest.raises(TargetError, match="does not exist: give a folder of images"):
+        target.batch_transform(None, str(tmp_path / "nope"), None, wait=True)
