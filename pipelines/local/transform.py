@@ -28,7 +28,7 @@ from pipelines.local.serving import LOOPBACK
 from pipelines.local.state import StateStore, utc_now
 from pipelines.local.step_api import StepFailed, StepRun
 from pipelines.local.workspace import Workspace
-from pipelines.target_base import TargetError
+from pipelines.target_base import TargetError, files_to_upload
 
 MB = 1024 * 1024
 DEFAULT_MAX_PAYLOAD_MB = 6  # the service's default MaxPayloadInMB
@@ -111,15 +111,12 @@ def check_supported(request: Mapping[str, Any]) -> None:
 
 def input_files(workspace: Workspace, prefix: str) -> list[tuple[Path, str]]:
     """(file, key relative to the prefix) of every object under it, sorted; the service's error when none."""
-    root = workspace.path_for(prefix)
-    if root.is_file():
-        return [(root, root.name)]
-    files = sorted(path for path in root.rglob("*") if path.is_file()) if root.is_dir() else []
-    if not files:
+    try:
+        return files_to_upload(workspace.path_for(prefix))  # the same listing as an upload of that folder
+    except TargetError:
         raise StepFailed(f"ClientError: No S3 objects found under S3 URL \"{prefix}\" given in input data source. "
                          "Please ensure that the bucket exists in the selected region, that objects exist under "
-                         "that S3 prefix, and that the role has permission to read them.")
-    return [(path, path.relative_to(root).as_posix()) for path in files]
+                         "that S3 prefix, and that the role has permission to read them.") from None
 
 
 def transform_all(port: int, inputs: list[tuple[Path, str]], output: Path, request: Mapping[str, Any],
