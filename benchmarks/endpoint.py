@@ -44,7 +44,7 @@ def ensure_model(workdir: Path, split: Path) -> Path:
 
 def bare_handler(model_dir: Path) -> Callable[[bytes], bytes]:
     """The artifact's inference.py loaded the way the server loads it; one call = the server's work, no HTTP."""
-    from pipelines.local.serving import InferenceHandlers
+    from pipelines.local.inference_handlers import InferenceHandlers
 
     handlers = InferenceHandlers.load(model_dir)
     return lambda body: handlers.invoke(body, CONTENT_TYPE, "application/json")[0]

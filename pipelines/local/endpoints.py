@@ -32,7 +32,8 @@ import httpx
 import psutil
 
 from pipelines.local.container import DEFAULT_REGION, job_arn, relocate
-from pipelines.local.serving import DEFAULT_ENTRY_POINT, DRAIN_S, GRACEFUL_SHUTDOWN_S, LOOPBACK
+from pipelines.local.inference_handlers import DEFAULT_ENTRY_POINT
+from pipelines.local.serving import DRAIN_S, GRACEFUL_SHUTDOWN_S, LOOPBACK
 from pipelines.local.state import StateStore, engine_alive, process_identity, utc_now
 from pipelines.local.step_api import StepFailed
 from pipelines.local.workspace import Workspace

@@ -10,8 +10,8 @@ import threading
 import pytest
 from test_serving import SCRIPTS, _restore_import_state, png_bytes  # noqa: F401 (autouse: undoes sys.path)
 
+from pipelines.local.inference_handlers import InferenceHandlers, import_entry_point
 from pipelines.local.inference_thread import InferenceThread
-from pipelines.local.serving import InferenceHandlers, import_entry_point
 
 
 @pytest.fixture(scope="module")

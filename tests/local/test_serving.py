@@ -18,13 +18,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pipelines.local.serving import (
-    InferenceHandlers,
-    ModelLoadError,
-    create_app,
-    import_entry_point,
-    parse_args,
-)
+from pipelines.local.inference_handlers import InferenceHandlers, ModelLoadError, import_entry_point
+from pipelines.local.serving import create_app, parse_args
 
 with warnings.catch_warnings():  # starlette 1.x nags about httpx, which its TestClient still uses fine
     warnings.simplefilter("ignore")
