@@ -3,6 +3,7 @@ r"""`get_pipeline`: the whole pipeline, top to bottom, made only of SageMaker SD
 PrepareData -> TuneHyperparameters -> TrainModel -> EvaluateModel -> CheckAccuracy
     if  -> RegisterModel -> CreateModel -> EndpointConfig -> Endpoint
                                       \-> BatchTransform (the test split; [batch] enabled)
+        ([deployment] mode = "multi-model": RegisterModel -> PublishModel -> MultiModel -> EndpointConfig -> Endpoint)
     else-> AccuracyTooLow
 Both targets run this one definition: SageMaker, and the local engine.
 """
@@ -11,12 +12,19 @@ from __future__ import annotations
 
 from sagemaker.workflow.pipeline import Pipeline
 from sagemaker.workflow.pipeline_context import PipelineSession
-from sagemaker.workflow.steps import CacheConfig
+from sagemaker.workflow.step_collections import StepCollection
+from sagemaker.workflow.steps import CacheConfig, Step
 
 from pipelines.config import PipelineConfig, bucket_and_role
 from pipelines.parameters import build_parameters
 from steps.batch import batch_output_uri, build_batch_transform_step
-from steps.deployment import build_create_model_step, build_endpoint_steps
+from steps.deployment import (
+    build_create_model_step,
+    build_endpoint_steps,
+    build_multi_model_step,
+    build_publish_step,
+    multi_model_prefix,
+)
 from steps.evaluation import build_evaluation_step
 from steps.gate import build_condition_step, build_fail_step
 from steps.prepare_data import build_prepare_data_step
@@ -39,10 +47,20 @@ def get_pipeline(config: PipelineConfig, session: PipelineSession) -> Pipeline:
 
     model = build_serving_model(config, params, session, train)
     register = build_register_step(config, params, model, evaluate)
-    create_model = build_create_model_step(params, model, register)
-    deploy = [create_model, *build_endpoint_steps(params, session, create_model)]
+    bucket, _ = bucket_and_role(config)
+    deploy: list[Step | StepCollection] = []
+    if config.deployment.mode == "single" or config.batch.enabled:  # a Transform job takes no multi-model model
+        create_model = build_create_model_step(params, model, register)
+        deploy.append(create_model)
+    if config.deployment.mode == "multi-model":
+        prefix = multi_model_prefix(bucket, config.project.pipeline_name)
+        publish = build_publish_step(config, params, session, train, register, prefix)
+        served = build_multi_model_step(params, session, model, prefix, publish)
+        deploy += [publish, served]
+    else:
+        served = create_model
+    deploy += build_endpoint_steps(params, session, served)
     if config.batch.enabled:
-        bucket, _ = bucket_and_role(config)
         output = batch_output_uri(bucket, config.project.pipeline_name)
         deploy.append(build_batch_transform_step(config.batch, params, session, output, prepare, create_model))
     accuracy_too_low = build_fail_step(evaluate, report, params["AccuracyThreshold"])

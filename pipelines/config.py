@@ -18,6 +18,7 @@ from pipelines.config_checks import check_config
 from pipelines.config_schema import (
     APPROVAL_STATUSES,
     DEFAULTS_FILE,
+    DEPLOYMENT_MODES,
     ENV_PREFIX,
     LOCAL_BUCKET,
     LOCAL_ROLE_ARN,
@@ -31,6 +32,7 @@ from pipelines.config_schema import (
     ConfigError,
     DataConfig,
     DebuggerConfig,
+    DeploymentConfig,
     EvaluationConfig,
     HyperparameterRange,
     InstancesConfig,
@@ -50,7 +52,8 @@ __all__ = [
     "load_config", "REPO_ROOT", "DEFAULTS_FILE", "ENV_PREFIX", "TARGETS", "TUNING_STRATEGIES", "RANGE_TYPES",
     "RANGE_SCALINGS", "APPROVAL_STATUSES", "LOCAL_ROLE_ARN", "LOCAL_BUCKET", "bucket_and_role", "ConfigError",
     "ProjectConfig", "DataConfig", "InstancesConfig", "TrainingConfig", "HyperparameterRange", "TuningConfig",
-    "EvaluationConfig", "RegistryConfig", "RulesConfig", "DebuggerConfig", "BatchConfig", "LocalConfig",
+    "EvaluationConfig", "RegistryConfig", "RulesConfig", "DebuggerConfig", "BatchConfig", "DeploymentConfig",
+    "LocalConfig", "DEPLOYMENT_MODES",
     "PipelineConfig",
     "SECTIONS", "env_var_name",
 ]

@@ -13,7 +13,13 @@ import smdebug_rulesconfig as rule_configs
 from smdebug_rulesconfig.debugger_rules import builtin_rules
 from smdebug_rulesconfig.profiler_rules.rules import ProfilerRuleBase
 
-from pipelines.config_schema import APPROVAL_STATUSES, TUNING_STRATEGIES, ConfigError, PipelineConfig
+from pipelines.config_schema import (
+    APPROVAL_STATUSES,
+    DEPLOYMENT_MODES,
+    TUNING_STRATEGIES,
+    ConfigError,
+    PipelineConfig,
+)
 from pipelines.s3_urls import parse_s3_url
 
 
@@ -88,8 +94,30 @@ def check_config(config: PipelineConfig, origins: Mapping[str, str]) -> None:
     if config.batch.max_concurrent_transforms < 1:
         fail("batch.max_concurrent_transforms", "max_concurrent_transforms must be at least 1, got "
              f"{config.batch.max_concurrent_transforms}")
+    _check_deployment(config, fail)
     _check_rule_names(config, origins)
     _check_profiler_rule_parameters(config, origins)
+
+
+def _check_deployment(config: PipelineConfig, fail: Callable[[str, str], None]) -> None:
+    deployment = config.deployment
+    if deployment.mode not in DEPLOYMENT_MODES:
+        fail("deployment.mode", f"mode must be one of {', '.join(DEPLOYMENT_MODES)}, got {deployment.mode!r}")
+    # Endpoint variants scale between 1 and max instances (scale to zero needs inference components).
+    if deployment.min_instances < 1:
+        fail("deployment.min_instances", f"min_instances must be at least 1, got {deployment.min_instances}")
+    if deployment.max_instances < deployment.min_instances:
+        fail("deployment.max_instances", f"max_instances ({deployment.max_instances}) must be at least "
+             f"min_instances ({deployment.min_instances})")
+    if deployment.target_invocations_per_instance < 1:
+        fail("deployment.target_invocations_per_instance", "target_invocations_per_instance must be at least 1 "
+             f"(invocations per instance per minute), got {deployment.target_invocations_per_instance}")
+    for key in ("scale_in_cooldown_s", "scale_out_cooldown_s"):
+        if getattr(deployment, key) < 0:
+            fail(f"deployment.{key}", f"{key} must be 0 or more seconds, got {getattr(deployment, key)}")
+    if config.local.endpoint_memory_mb < 1:
+        fail("local.endpoint_memory_mb", f"endpoint_memory_mb must be at least 1 (MB), got "
+             f"{config.local.endpoint_memory_mb}")
 
 
 def _check_url_for_target(url: str, name: str, target: str, fail: Callable[[str], None]) -> bool:

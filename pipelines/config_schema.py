@@ -19,6 +19,7 @@ TUNING_STRATEGIES = ("Bayesian", "Random", "Grid", "Hyperband")
 RANGE_TYPES = ("continuous", "integer", "categorical")
 RANGE_SCALINGS = ("Auto", "Linear", "Logarithmic", "ReverseLogarithmic")
 APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
+DEPLOYMENT_MODES = ("single", "multi-model")
 
 
 # The local target's identity: the local engine checks requests against botocore's shapes, which need an ARN there.
@@ -147,8 +148,24 @@ class BatchConfig:
 
 
 @dataclass(frozen=True)
+class DeploymentConfig:
+    """How the endpoint serves: one model, or every published version from one multi-model endpoint; and how the
+    endpoint's variant scales (Application Auto Scaling, applied by `pipeline.py autoscale`)."""
+
+    mode: str  # single | multi-model
+    autoscaling: bool
+    min_instances: int
+    max_instances: int
+    target_invocations_per_instance: int  # SageMakerVariantInvocationsPerInstance, per minute
+    scale_in_cooldown_s: int
+    scale_out_cooldown_s: int
+
+
+@dataclass(frozen=True)
 class LocalConfig:
     workspace: str
+    # What a local multi-model endpoint may fill with loaded models (on SageMaker: the instance's memory).
+    endpoint_memory_mb: int
 
 
 @dataclass(frozen=True)
@@ -163,6 +180,7 @@ class PipelineConfig:
     debugger: DebuggerConfig
     profiler: RulesConfig
     batch: BatchConfig
+    deployment: DeploymentConfig
     local: LocalConfig
     source: str = str(DEFAULTS_FILE)
 

@@ -163,6 +163,21 @@ def test_validate_passes_and_exits_0(aws: None, built_once: None) -> None:
     assert flat(result.stdout) == f"valid: {NAME}, 11 steps, {len(PARAMETER_SPECS)} parameters"
 
 
+def test_validate_passes_in_multi_model_mode_with_the_publish_step_and_a_multi_model_model(aws: None, monkeypatch,
+                                                                                         built_once: None) -> None:
+    monkeypatch.setenv("PIPELINE_DEPLOYMENT_MODE", "multi-model")
+    result = run("validate")
+    assert result.exit_code == 0, result.output
+    assert flat(result.stdout) == f"valid: {NAME}, 13 steps, {len(PARAMETER_SPECS)} parameters"  # + PublishModel,
+    definition = json.loads(run("definition").stdout)                                              # MultiModel
+    gate = definition["Steps"][-1]["Arguments"]
+    container = next(s for s in gate["IfSteps"] if s["Name"] == "MultiModel-CreateModel")["Arguments"]
+    assert (container["PrimaryContainer"]["Mode"], container["PrimaryContainer"]["ModelDataUrl"]) == (
+        "MultiModel", f"s3://{BUCKET}/{NAME}/multi-model/")
+    config = next(s for s in gate["IfSteps"] if s["Name"] == "EndpointConfig")["Arguments"]
+    assert config["ProductionVariants"][0]["ModelName"] == {"Get": "Steps.MultiModel-CreateModel.ModelName"}
+
+
 def test_validate_of_an_invalid_definition_lists_the_problem_and_exits_1(aws: None, monkeypatch) -> None:
     monkeypatch.setenv("PIPELINE_ENDPOINT_NAME", "e" * 51)  # EndpointName-<execution id> would pass 63 characters
     result = run("validate")

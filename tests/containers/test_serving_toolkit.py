@@ -125,3 +125,30 @@ def test_the_shipped_requirements_install_nothing_into_the_inference_image(model
                            "-q", "-r", str(requirements)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["install"] == []
+
+
+def test_in_multi_model_mode_each_published_model_loads_its_own_code_and_answers_with_its_own_classes(
+        model_dir: Path, tmp_path: Path) -> None:
+    """SAGEMAKER_MULTI_MODEL=true is how the container runs behind a `Mode: MultiModel` endpoint: TorchServe gives
+    each model its own worker over `/opt/ml/models/<hash>/model`, and the toolkit's HandlerService (not PYTHONPATH)
+    puts that model's code/ on sys.path. Two artifacts that differ only in their class names answer with their own."""
+    import shutil
+
+    photo = encoded(Image.effect_noise((64, 48), 40).convert("RGB"), "PNG")
+    answers = {}
+    for key, classes in (("v1", ["cat", "dog", "fox"]), ("v2", ["oak", "elm", "ash"])):
+        served = tmp_path / "opt_ml" / "models" / f"hash-{key}" / "model"
+        shutil.copytree(model_dir, served)
+        meta = json.loads((served / "model_meta.json").read_text())
+        (served / "model_meta.json").write_text(json.dumps({**meta, "class_names": classes}))
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env.update(SAGEMAKER_MULTI_MODEL="true", SAGEMAKER_BASE_DIR=str(tmp_path / "opt_ml"))
+        done = subprocess.run([sys.executable, "-c", WORKER, str(served)], env=env, cwd=tmp_path,
+                              input=json.dumps([{"body": photo.decode("latin-1"),
+                                                 "headers": {"Content-Type": "image/png"}}]),
+                              capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stderr[-4000:]
+        [answer] = json.loads(done.stdout.strip().splitlines()[-1])
+        assert answer["status"] == 200, answer
+        answers[key] = {entry["label"] for entry in json.loads(answer["body"])["predictions"][0]["top_k"]}
+    assert answers["v1"] <= {"cat", "dog", "fox"} and answers["v2"] <= {"oak", "elm", "ash"}, answers

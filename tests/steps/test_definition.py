@@ -561,3 +561,40 @@ def test_weights_url_becomes_the_weights_channel_of_every_training_job(cloud: Bu
     url = "s3://my-models/torchvision/resnet50-11ad3fa6.pth"
     weights = channels(build(cloud_config.replace("training", weights_url=url)))["weights"]
     assert (weights["S3Uri"], weights["S3DataType"]) == (url, "S3Prefix")  # an object key is a prefix of itself
+
+
+@pytest.fixture(scope="module")
+def multi_model(cloud_config: PipelineConfig) -> Built:
+    return build(cloud_config.replace("deployment", mode="multi-model"))
+
+
+def test_multi_model_mode_publishes_the_registered_version_under_the_prefix_the_endpoint_model_serves(
+        multi_model: Built) -> None:
+    gate = multi_model.definition["Steps"][-1]["Arguments"]
+    assert names_and_types(gate["IfSteps"]) == [
+        ("ImageClassifier-RegisterModel", "RegisterModel"), ("ServingModel-CreateModel", "Model"),
+        ("PublishModel", "Processing"), ("MultiModel-CreateModel", "Model"), ("EndpointConfig", "EndpointConfig"),
+        ("Endpoint", "Endpoint"), ("BatchTransform", "Transform")]
+    prefix = f"s3://{BUCKET}/image-classifier/multi-model/"
+    publish = multi_model.args("PublishModel")
+    assert publish["AppSpecification"]["ContainerArguments"] == [
+        "--model-package-arn", {"Get": "Steps.ImageClassifier-RegisterModel.ModelPackageArn"}]
+    assert publish["ProcessingInputs"][0]["S3Input"]["S3Uri"] == {"Get": "Steps.TrainModel.ModelArtifacts."
+                                                                          "S3ModelArtifacts"}
+    [output] = publish["ProcessingOutputConfig"]["Outputs"]
+    assert (output["S3Output"]["S3Uri"], output["S3Output"]["LocalPath"]) == (prefix, "/opt/ml/processing/published")
+    served = multi_model.step("MultiModel-CreateModel")
+    assert served["DependsOn"] == ["PublishModel"] and "ModelName" not in served["Arguments"]
+    container = served["Arguments"]["PrimaryContainer"]
+    assert (container["Mode"], container["ModelDataUrl"]) == ("MultiModel", prefix)
+    single = multi_model.args("ServingModel-CreateModel")["PrimaryContainer"]
+    assert (container["Image"], container["Environment"]) == (single["Image"], single["Environment"])
+    # A transform job names no TargetModel: the batch step keeps the single-model model.
+    assert multi_model.args("BatchTransform")["ModelName"] == {"Get": "Steps.ServingModel-CreateModel.ModelName"}
+
+
+def test_multi_model_mode_without_batch_creates_no_single_model(cloud_config: PipelineConfig) -> None:
+    built = build(cloud_config.replace("deployment", mode="multi-model").replace("batch", enabled=False))
+    names = [name for name, _ in names_and_types(built.definition["Steps"][-1]["Arguments"]["IfSteps"])]
+    assert names == ["ImageClassifier-RegisterModel", "PublishModel", "MultiModel-CreateModel", "EndpointConfig",
+                     "Endpoint"]
