@@ -3,7 +3,8 @@
 A model and an endpoint config are records (names are unique, a model must exist before a config names it, an
 artifact must exist before a model points at it). The Endpoint step extracts the model's artifact into
 `endpoints/<name>/<config>/model/` and has `EndpointManager` serve it: it creates the endpoint, or updates it in
-place when it exists, and succeeds only once the new server answers `/ping`.
+place when it exists, and succeeds only once the new server answers `/ping`. A `Mode: MultiModel` model's
+ModelDataUrl is an S3 prefix: its endpoint serves every archive under that prefix, each loaded on first use.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pipelines.local.workspace import Workspace
 
 MAX_NAME = 63
 MODEL_ROOT = f"{OPT_ML}/model"
+MULTI_MODEL = "MultiModel"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS models (
@@ -114,6 +116,25 @@ def _artifact(workspace: Workspace, uri: str) -> Path:
     return path
 
 
+def _multi_model_prefix(workspace: Workspace, container: Mapping[str, Any]) -> Path:
+    """The folder of a multi-model model's archives (it may still be empty: models are added to it over time)."""
+    prefix = container.get("ModelDataUrl") or ""
+    if not prefix.startswith("s3://") or not prefix.endswith("/"):
+        raise StepFailed(f"ValidationException: a MultiModel container's ModelDataUrl must be an S3 prefix ending "
+                         f"in /, got {prefix!r}")
+    try:
+        return workspace.path_for(prefix)
+    except ValueError as exc:
+        raise StepFailed(f"ValidationException: {prefix}: {exc}") from exc
+
+
+def multi_model_entry_point(container: Mapping[str, Any]) -> str:
+    """Each model's entry point, relative to its unpacked archive: the serving toolkit imports SAGEMAKER_PROGRAM
+    from `<model>/code` in multi-model mode (SAGEMAKER_SUBMIT_DIRECTORY is not read)."""
+    program = (container.get("Environment") or {}).get("SAGEMAKER_PROGRAM", "inference.py")
+    return (PurePosixPath("code") / program).as_posix()
+
+
 def install_model(workspace: Workspace, container: Mapping[str, Any], model_dir: Path) -> str:
     """Extracts the model's artifact (and an S3 source dir) into `model_dir`, as the serving container finds them;
     returns the entry point relative to it. The endpoint and the batch transform both serve from such a dir."""
@@ -161,7 +182,9 @@ class CreateModelHandler:
         if container is None:
             raise StepFailed("ValidationException: the local engine serves a model with one container: give "
                              f"PrimaryContainer (got {len(containers)} Containers)")
-        if container.get("ModelDataUrl"):
+        if container.get("Mode") == MULTI_MODEL:
+            _multi_model_prefix(self.workspace, container)
+        elif container.get("ModelDataUrl"):
             _artifact(self.workspace, container["ModelDataUrl"])
         name = request.get("ModelName") or generated_model_name(run.execution_id, run.step_name)
         described = self.records.create_model(name, container, request.get("ExecutionRoleArn"))
@@ -195,10 +218,10 @@ class EndpointHandler:
     """The Endpoint step (CreateEndpoint; an existing endpoint is updated to the new config, like UpdateEndpoint)."""
 
     def __init__(self, workspace: Workspace, store: StateStore, region: str = DEFAULT_REGION,
-                 manager: EndpointManager | None = None) -> None:
+                 manager: EndpointManager | None = None, endpoint_memory_mb: int | None = None) -> None:
         self.workspace = workspace
         self.records = DeploymentRecords(store, region)
-        self.manager = manager or EndpointManager(workspace, store, region)
+        self.manager = manager or EndpointManager(workspace, store, region, memory_budget_mb=endpoint_memory_mb)
 
     def run(self, run: StepRun) -> dict[str, Any]:
         name, config_name = run.arguments["EndpointName"], run.arguments["EndpointConfigName"]
@@ -210,12 +233,19 @@ class EndpointHandler:
         if model is None:
             raise StepFailed(f'ValidationException: Could not find model "{variant["ModelName"]}".')
         container = model["PrimaryContainer"]
-        model_dir = self.manager.endpoint_dir(name, config_name) / "model"
-        entry_point = install_model(self.workspace, container, model_dir)
-        run.log(f"deploying {model['ModelName']} to endpoint {name} (config {config_name})")
+        multi_model_url = container["ModelDataUrl"] if container.get("Mode") == MULTI_MODEL else None
+        if multi_model_url is not None:
+            model_dir, entry_point = _multi_model_prefix(self.workspace, container), multi_model_entry_point(container)
+            run.log(f"deploying multi-model {model['ModelName']} to endpoint {name} (config {config_name}): every "
+                    f"archive under {multi_model_url}, loaded on first use; memory budget "
+                    f"{self.manager.memory_budget_mb} MB ([local] endpoint_memory_mb)")
+        else:
+            model_dir = self.manager.endpoint_dir(name, config_name) / "model"
+            entry_point = install_model(self.workspace, container, model_dir)
+            run.log(f"deploying {model['ModelName']} to endpoint {name} (config {config_name})")
         served = self.manager.deploy(name, config_name, model_dir, model_name=model["ModelName"],
                                      entry_point=entry_point, environment=container.get("Environment") or {},
-                                     cancelled=run.cancelled)
+                                     cancelled=run.cancelled, multi_model_url=multi_model_url)
         run.log(f"endpoint {name} is InService at {served['url']}")
         return self._describe(served, variant, container)
 

@@ -13,38 +13,36 @@ for (or signalled as) ours.
 
 from __future__ import annotations
 
+import builtins
 import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 
-from pipelines.local.container import DEFAULT_REGION, job_arn, relocate
+from pipelines.local.container import DEFAULT_REGION, job_arn
 from pipelines.local.inference_handlers import DEFAULT_ENTRY_POINT
-from pipelines.local.serving import DRAIN_S, GRACEFUL_SHUTDOWN_S, LOOPBACK
-from pipelines.local.state import StateStore, engine_alive, process_identity, utc_now
+from pipelines.local.model_cache import TARGET_MODEL_HEADER
+from pipelines.local.server_process import (
+    DEFAULT_READY_TIMEOUT_S,
+    PING_TIMEOUT_S,
+    MultiModelServing,
+    ServerProcess,
+    free_port,
+    serving_environment,
+)
+from pipelines.local.serving import LOOPBACK
+from pipelines.local.state import StateStore, utc_now
 from pipelines.local.step_api import StepFailed
 from pipelines.local.workspace import Workspace
 from pipelines.target_base import TargetError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_READY_TIMEOUT_S = 180.0  # importing torch + torchvision alone takes seconds on a busy laptop
-PING_TIMEOUT_S = 2.0
-POLL_S = 0.2
-LOG_TAIL_LINES = 20
 REDEPLOY_HINT = "run the pipeline again (`python pipeline.py start`): its Endpoint step deploys it"
+MODELS_TIMEOUT_S = 2.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS endpoints (
@@ -55,6 +53,7 @@ CREATE TABLE IF NOT EXISTS endpoints (
     model_dir TEXT NOT NULL,
     entry_point TEXT NOT NULL,
     environment TEXT NOT NULL,         -- the container Environment (JSON), for a redeploy
+    multi_model_url TEXT,              -- a Mode: MultiModel model's S3 prefix (model_dir is its folder); else NULL
     port INTEGER NOT NULL,
     pid INTEGER,                       -- the live server; NULL while Creating and once Failed or Deleted
     pid_started REAL,                  -- psutil create_time of pid: tells a reused pid apart
@@ -67,135 +66,25 @@ CREATE TABLE IF NOT EXISTS endpoints (
 """
 
 
-def port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((LOOPBACK, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(preferred: int | None = None) -> int:
-    if preferred and port_is_free(preferred):
-        return preferred
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
-
-
-def log_tail(path: Path, offset: int = 0, lines: int = LOG_TAIL_LINES) -> str:
-    """The last `lines` lines written to `path` after byte `offset`."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(max(offset, os.path.getsize(path) - 64 * 1024))
-            text = handle.read().decode("utf-8", errors="replace")
-    except OSError:
-        return "(no server log)"
-    return "\n".join(text.splitlines()[-lines:]) or "(the server log is empty)"
-
-
-def serving_environment(model_dir: Path, environment: Mapping[str, str]) -> dict[str, str]:
-    """A serving process's environment: the model's, with the container's /opt/ml relocated to `model_dir`'s
-    parent (whose model/ holds the extracted artifact)."""
-    base = model_dir.parent
-    env = {**os.environ, **{key: relocate(str(value), base) for key, value in environment.items()}}
-    env.update(SAGEMAKER_BASE_DIR=str(base), SM_MODEL_DIR=str(model_dir), PYTHONUNBUFFERED="1",
-               PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p))
-    return env
-
-
-@dataclass
-class ServerProcess:
-    """One serving process, started by us now or found in the database later."""
-
-    pid: int
-    started: float
-    port: int
-    log_path: Path
-    health_port: int = 0
-    log_offset: int = 0
-    popen: subprocess.Popen | None = None
-
-    @classmethod
-    def start(cls, model_dir: Path, port: int, entry_point: str, log_path: Path,
-              env: Mapping[str, str]) -> ServerProcess:
-        health_port = free_port()
-        argv = [sys.executable, "-m", "pipelines.local.serving", "--model-dir", str(model_dir), "--port", str(port),
-                "--host", LOOPBACK, "--health-port", str(health_port), "--entry-point", entry_point]
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "ab") as log_file:
-            offset = log_file.tell()
-            # A new session: the server outlives the CLI and ignores the terminal's Ctrl-C and hang-up.
-            popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                                     cwd=log_path.parent, env=dict(env), start_new_session=True)
-        try:
-            _, started = process_identity(popen.pid)
-        except psutil.NoSuchProcess:  # already gone: alive() asks popen, the log says why
-            started = time.time()
-        return cls(popen.pid, started, port, log_path, health_port, offset, popen)
-
-    def alive(self) -> bool:
-        if self.popen is not None and self.popen.poll() is not None:
-            return False
-        return engine_alive(self.pid, self.started)
-
-    def wait_ready(self, timeout: float, cancelled: threading.Event | None = None) -> None:
-        """Returns once this server's own /ping is 200; otherwise kills it and raises StepFailed with its log."""
-        deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=PING_TIMEOUT_S, trust_env=False) as client:
-            while True:
-                if cancelled is not None and cancelled.is_set():
-                    self.stop(grace=0)
-                    raise StepFailed("the execution was stopped while the endpoint's server was starting")
-                if not self.alive():
-                    code = self.popen.returncode if self.popen is not None else "unknown"
-                    raise StepFailed(f"the serving process exited (code {code}) before /ping answered; last lines "
-                                     f"of {self.log_path}:\n{log_tail(self.log_path, self.log_offset)}")
-                try:
-                    if client.get(f"http://{LOOPBACK}:{self.health_port}/ping").status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    self.stop(grace=0)
-                    raise StepFailed(f"the serving process did not answer /ping within {timeout:.0f} s; last lines "
-                                     f"of {self.log_path}:\n{log_tail(self.log_path, self.log_offset)}")
-                time.sleep(POLL_S)
-
-    def stop(self, grace: float = DRAIN_S + GRACEFUL_SHUTDOWN_S + 5) -> None:
-        """SIGTERM (the server drains, then finishes requests in flight), SIGKILL to its process group after `grace`
-        seconds."""
-        if not self.alive():
-            return
-        process = psutil.Process(self.pid)
-        try:
-            if grace > 0:
-                process.terminate()
-                try:
-                    process.wait(grace)  # also reaps it when it is our child
-                    return
-                except psutil.TimeoutExpired:
-                    pass
-            os.killpg(self.pid, signal.SIGKILL)  # its own session (start_new_session): pgid == pid
-            process.wait(10)
-        except (psutil.NoSuchProcess, ProcessLookupError):
-            pass
-
-
 class EndpointManager:
     """Deploys, lists, invokes and deletes the serving processes of local endpoints."""
 
     _locks: dict[str, threading.Lock] = defaultdict(threading.Lock)  # one deploy per endpoint at a time, per process
 
     def __init__(self, workspace: Workspace, store: StateStore, region: str = DEFAULT_REGION,
-                 ready_timeout: float = DEFAULT_READY_TIMEOUT_S) -> None:
+                 ready_timeout: float = DEFAULT_READY_TIMEOUT_S, memory_budget_mb: int | None = None) -> None:
+        """`memory_budget_mb`: what each multi-model endpoint may fill with loaded models ([local]
+        endpoint_memory_mb); needed only to deploy one."""
         self.workspace = workspace
         self.store = store
         self.region = region
         self.ready_timeout = ready_timeout
+        self.memory_budget_mb = memory_budget_mb
         store.execute_script(SCHEMA)
+        columns = {row["name"] for row in store.query("PRAGMA table_info(endpoints)")}
+        if "multi_model_url" not in columns:  # a workspace from before multi-model endpoints
+            with store.transaction() as db:
+                db.execute("ALTER TABLE endpoints ADD COLUMN multi_model_url TEXT")
 
     def endpoint_dir(self, name: str, config_name: str) -> Path:
         return self.workspace.endpoints_root / name / config_name
@@ -203,29 +92,43 @@ class EndpointManager:
     # ------------------------------------------------------------------------------------------ deploy
     def deploy(self, name: str, config_name: str, model_dir: str | Path, *, model_name: str = "",
                entry_point: str = DEFAULT_ENTRY_POINT, environment: Mapping[str, str] | None = None,
-               cancelled: threading.Event | None = None) -> dict[str, Any]:
-        """Serves `model_dir` as endpoint `name` (created, or switched over without downtime when it is live)."""
+               cancelled: threading.Event | None = None, multi_model_url: str | None = None) -> dict[str, Any]:
+        """Serves `model_dir` as endpoint `name` (created, or switched over without downtime when it is live).
+        With `multi_model_url` (a `Mode: MultiModel` model's S3 prefix), `model_dir` is that prefix's folder and
+        every archive in it is served by key."""
         model_dir, environment = Path(model_dir).resolve(), dict(environment or {})
         with self._locks[name]:
             old = self._server(self._row(name))
             live = old is not None and old.alive()
             port = old.port if old is not None and live else free_port(self._recorded_port(name))
             if not live:
-                self._mark_creating(name, config_name, model_name, model_dir, entry_point, environment, port)
+                self._mark_creating(name, config_name, model_name, model_dir, entry_point, environment, port,
+                                    multi_model_url)
             log_path = self.endpoint_dir(name, config_name) / "server.log"
             try:
                 server = ServerProcess.start(model_dir, port, entry_point, log_path,
-                                             serving_environment(model_dir, environment))
+                                             serving_environment(model_dir, environment),
+                                             self._multi_model(name, config_name, multi_model_url))
                 server.wait_ready(self.ready_timeout, cancelled)
             except (StepFailed, OSError) as exc:
                 reason = exc.reason if isinstance(exc, StepFailed) else f"cannot start the serving process: {exc}"
                 self._mark_failed(name, reason, still_serving=live)
                 raise StepFailed(reason) from exc
-            previous = self._record_live(name, server, config_name, model_name, model_dir, entry_point, environment)
+            previous = self._record_live(name, server, config_name, model_name, model_dir, entry_point, environment,
+                                         multi_model_url)
         if previous is not None and previous[0].pid != server.pid:
             previous[0].stop()
             self._remove_model_dir(previous[1], keep=model_dir)
+            self._remove_model_dir(str(self.endpoint_dir(name, previous[2]) / "models"),
+                                   keep=self.endpoint_dir(name, config_name) / "models")
         return self._summary(self._row(name))
+
+    def _multi_model(self, name: str, config_name: str, prefix_url: str | None) -> MultiModelServing | None:
+        if prefix_url is None:
+            return None
+        if self.memory_budget_mb is None:
+            raise ValueError("EndpointManager needs memory_budget_mb to deploy a multi-model endpoint")
+        return MultiModelServing(prefix_url, self.endpoint_dir(name, config_name) / "models", self.memory_budget_mb)
 
     def redeploy(self, name: str) -> dict[str, Any]:
         """Starts an endpoint's recorded model again (after a reboot, or a crash of its server)."""
@@ -234,7 +137,8 @@ class EndpointManager:
             raise TargetError(f"endpoint {name!r}: its model dir {row['model_dir']} is gone; {REDEPLOY_HINT}")
         try:
             return self.deploy(name, row["config_name"], row["model_dir"], model_name=row["model_name"] or "",
-                               entry_point=row["entry_point"], environment=json.loads(row["environment"]))
+                               entry_point=row["entry_point"], environment=json.loads(row["environment"]),
+                               multi_model_url=row["multi_model_url"])
         except StepFailed as exc:
             raise TargetError(f"endpoint {name!r} did not start: {exc.reason}") from exc
 
@@ -254,14 +158,17 @@ class EndpointManager:
         return self._summary(self._require(name))
 
     def invoke(self, name: str, body: bytes, content_type: str, accept: str = "application/json",
-               timeout: float = 60.0) -> tuple[int, bytes]:
-        """POSTs to the endpoint's /invocations; returns (HTTP status, response body)."""
+               timeout: float = 60.0, target_model: str | None = None) -> tuple[int, bytes]:
+        """POSTs to the endpoint's /invocations (naming `target_model` on a multi-model endpoint, as InvokeEndpoint's
+        TargetModel does); returns (HTTP status, response body)."""
         row = self._require(name)
         server = self._server(row)
         if server is None or not server.alive():
             raise TargetError(f"endpoint {name!r} is not running (status {self._status(row)}; server log: "
                               f"{self._log_path(row)}). To start it again, {REDEPLOY_HINT}")
         headers = {"Content-Type": content_type, "Accept": accept}
+        if target_model is not None:
+            headers[TARGET_MODEL_HEADER] = target_model
         try:
             response = httpx.post(f"{row['url']}/invocations", content=body, headers=headers, timeout=timeout,
                                   trust_env=False)
@@ -320,27 +227,43 @@ class EndpointManager:
         return "InService" if answered else "OutOfService"
 
     def _summary(self, row: Any) -> dict[str, Any]:
-        return {"name": row["name"], "arn": row["arn"], "status": self._status(row), "model": row["model_name"],
-                "config": row["config_name"], "port": row["port"], "url": row["url"], "pid": row["pid"],
-                "failure_reason": row["failure_reason"], "log": str(self._log_path(row)),
-                "created": row["created"], "updated": row["updated"]}
+        status = self._status(row)
+        summary = {"name": row["name"], "arn": row["arn"], "status": status, "model": row["model_name"],
+                   "config": row["config_name"], "port": row["port"], "url": row["url"], "pid": row["pid"],
+                   "failure_reason": row["failure_reason"], "log": str(self._log_path(row)),
+                   "created": row["created"], "updated": row["updated"],
+                   "mode": "MultiModel" if row["multi_model_url"] else "SingleModel"}
+        if row["multi_model_url"]:
+            summary["model_data_prefix"] = row["multi_model_url"]
+            summary["loaded_models"] = self._loaded_models(row) if status == "InService" else []
+        return summary
+
+    def _loaded_models(self, row: Any) -> builtins.list[dict[str, Any]] | None:
+        """What a live multi-model server has loaded (its /models); None when it does not say."""
+        try:
+            response = httpx.get(f"{row['url']}/models", timeout=MODELS_TIMEOUT_S, trust_env=False)
+            return list(response.json()["loaded"])
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return None
 
     def _mark_creating(self, name: str, config_name: str, model_name: str, model_dir: Path, entry_point: str,
-                       environment: Mapping[str, str], port: int) -> None:
+                       environment: Mapping[str, str], port: int, multi_model_url: str | None) -> None:
         now = utc_now()
         with self.store.transaction() as db:
             # An endpoint that existed (stopped, failed) keeps its creation time unless it had been deleted.
             db.execute(
                 "INSERT INTO endpoints (name, arn, config_name, model_name, model_dir, entry_point, environment, "
-                "port, status, url, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'Creating', ?, ?, ?) "
+                "multi_model_url, port, status, url, created, updated) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'Creating', ?, ?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET config_name = excluded.config_name, "
+                "multi_model_url = excluded.multi_model_url, "
                 "model_name = excluded.model_name, model_dir = excluded.model_dir, "
                 "entry_point = excluded.entry_point, environment = excluded.environment, port = excluded.port, "
                 "status = 'Creating', pid = NULL, pid_started = NULL, failure_reason = NULL, url = excluded.url, "
                 "updated = excluded.updated, "
                 "created = CASE WHEN endpoints.status = 'Deleted' THEN excluded.created ELSE endpoints.created END",
                 (name, job_arn("endpoint", name.lower(), self.region), config_name, model_name, str(model_dir),
-                 entry_point, json.dumps(environment), port, f"http://{LOOPBACK}:{port}", now, now))
+                 entry_point, json.dumps(environment), multi_model_url, port, f"http://{LOOPBACK}:{port}", now, now))
 
     def _mark_failed(self, name: str, reason: str, still_serving: bool) -> None:
         # A failed update leaves the old model serving: only the reason is recorded.
@@ -350,8 +273,10 @@ class EndpointManager:
                        (reason, utc_now(), name))
 
     def _record_live(self, name: str, server: ServerProcess, config_name: str, model_name: str, model_dir: Path,
-                     entry_point: str, environment: Mapping[str, str]) -> tuple[ServerProcess, str] | None:
-        """Records `server` as the endpoint's; returns the server (and model dir) it replaces, to be stopped.
+                     entry_point: str, environment: Mapping[str, str],
+                     multi_model_url: str | None) -> tuple[ServerProcess, str, str] | None:
+        """Records `server` as the endpoint's; returns the server it replaces, to be stopped, with its model dir and
+        config name.
 
         Read and written in one transaction: when two deploys race, each stops the one recorded before its own.
         """
@@ -360,9 +285,9 @@ class EndpointManager:
                                   (name,)).fetchone()
             db.execute(
                 "UPDATE endpoints SET config_name = ?, model_name = ?, model_dir = ?, entry_point = ?, "
-                "environment = ?, port = ?, pid = ?, pid_started = ?, status = 'InService', failure_reason = NULL, "
-                "url = ?, updated = ? WHERE name = ?",
-                (config_name, model_name, str(model_dir), entry_point, json.dumps(environment), server.port,
-                 server.pid, server.started, f"http://{LOOPBACK}:{server.port}", utc_now(), name))
+                "environment = ?, multi_model_url = ?, port = ?, pid = ?, pid_started = ?, status = 'InService', "
+                "failure_reason = NULL, url = ?, updated = ? WHERE name = ?",
+                (config_name, model_name, str(model_dir), entry_point, json.dumps(environment), multi_model_url,
+                 server.port, server.pid, server.started, f"http://{LOOPBACK}:{server.port}", utc_now(), name))
         old = self._server(previous)
-        return (old, previous["model_dir"]) if old is not None else None
+        return (old, previous["model_dir"], previous["config_name"]) if old is not None else None

@@ -28,13 +28,24 @@ HANDLER_CLASSES: dict[str, tuple[str, str]] = {
 }
 
 
-def default_handlers(workspace: Workspace, store: StateStore, region: str) -> dict[str, StepHandler]:
-    """One handler per step type, for jobs and resources named in `region` (their ARNs say it)."""
+def default_handlers(workspace: Workspace, store: StateStore, region: str, *,
+                     endpoint_memory_mb: int | None = None) -> dict[str, StepHandler]:
+    """One handler per step type, for jobs and resources named in `region` (their ARNs say it); a multi-model
+    endpoint may fill `endpoint_memory_mb` with loaded models ([local] endpoint_memory_mb)."""
     handlers = {}
     for step_type, (module, name) in HANDLER_CLASSES.items():
         handler_class = getattr(importlib.import_module(module), name)
-        handlers[step_type] = handler_class(workspace, store, region)
+        settings = {"endpoint_memory_mb": endpoint_memory_mb} if step_type == "Endpoint" else {}
+        handlers[step_type] = handler_class(workspace, store, region, **settings)
     return handlers
+
+
+def make_handlers(factory: HandlersFactory, workspace: Workspace, store: StateStore, region: str,
+                  endpoint_memory_mb: int) -> Mapping[str, StepHandler]:
+    """The handlers `factory` makes; the engine's settings go to the real ones (a test's factory makes its own)."""
+    if factory is default_handlers:
+        return default_handlers(workspace, store, region, endpoint_memory_mb=endpoint_memory_mb)
+    return factory(workspace, store, region)
 
 
 def factory_reference(factory: HandlersFactory) -> str | None:

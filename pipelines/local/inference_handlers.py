@@ -20,6 +20,7 @@ from typing import Any
 
 JSON_TYPE = "application/json"
 DEFAULT_ENTRY_POINT = "code/inference.py"
+ENTRY_MODULE_PREFIX = "sagemaker_entry_point_"  # + a unique hex: each import is its own module
 
 
 class HandlerError(Exception):
@@ -41,7 +42,7 @@ def import_entry_point(path: Path) -> ModuleType:
         raise ModelLoadError(f"entry point {path} not found")
     if str(path.parent) not in sys.path:
         sys.path.insert(0, str(path.parent))
-    name = f"sagemaker_entry_point_{uuid.uuid4().hex}"
+    name = f"{ENTRY_MODULE_PREFIX}{uuid.uuid4().hex}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ModelLoadError(f"cannot import {path}")

@@ -2,6 +2,10 @@
 
     GET  /ping          200 once the model is loaded and this process takes traffic
     POST /invocations   body + Content-Type -> input_fn -> predict_fn -> output_fn(prediction, Accept)
+    GET  /models        multi-model: the loaded models, least recently used first (`endpoints` shows them)
+
+With `--multi-model`, `--model-dir` is the folder of a `Mode: MultiModel` model's archives and each invocation names
+one with the `X-Amzn-SageMaker-Target-Model` header (`pipelines.local.model_cache` loads and evicts them).
 
 The model's handlers are called as the PyTorch serving container calls them (`inference_handlers`). An
 exception with an HTTP `status` (`InferenceError`) answers that status with `{"error": message}`; anything else is a
@@ -43,6 +47,7 @@ from pipelines.local.inference_handlers import (
     error_status,
 )
 from pipelines.local.inference_thread import InferenceThread
+from pipelines.local.model_cache import MB, TARGET_MODEL_HEADER, ModelCache, TargetModelError
 
 log = logging.getLogger("pipelines.local.serving")
 
@@ -78,7 +83,8 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 @dataclass
 class ServingState:
-    handlers: InferenceHandlers
+    handlers: InferenceHandlers | None  # the one model; None on a multi-model endpoint
+    cache: ModelCache | None  # the models of a multi-model endpoint
     max_body_bytes: int
     ready: bool
     draining: bool = False
@@ -87,12 +93,35 @@ class ServingState:
         return {"Connection": "close"} if self.draining else None
 
 
-def create_app(handlers: InferenceHandlers, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+def create_app(models: InferenceHandlers | ModelCache, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                ready: bool = True, inference: InferenceThread | None = None) -> Starlette:
-    """The app over loaded handlers; with `ready=False`, /ping says 503 until `app.state.serving.ready` is set.
-    Predictions run on `inference` (the thread that loaded the model, ideally: see inference_thread.py)."""
-    state = ServingState(handlers, max_body_bytes, ready)
+    """The app over one model's loaded handlers, or a multi-model endpoint's `ModelCache`; with `ready=False`,
+    /ping says 503 until `app.state.serving.ready` is set. Loads and predictions run on `inference` (the thread
+    that loaded the model, ideally: see inference_thread.py)."""
+    cache = models if isinstance(models, ModelCache) else None
+    state = ServingState(None if cache else models, cache, max_body_bytes, ready)  # type: ignore[arg-type]
     inference = inference or InferenceThread()
+
+    async def handlers_for(request: Request) -> InferenceHandlers:
+        key = request.headers.get(TARGET_MODEL_HEADER)
+        if state.cache is None:
+            if key is not None:
+                raise TargetModelError(400, f"this endpoint serves one model and takes no TargetModel (got "
+                                            f"{key[:200]!r}): leave --target-model out, or deploy with [deployment] "
+                                            'mode = "multi-model"')
+            return state.handlers  # type: ignore[return-value]
+        if not key:
+            raise TargetModelError(400, "this is a multi-model endpoint: name the model with TargetModel (`invoke "
+                                        f"--target-model KEY`, header {TARGET_MODEL_HEADER}); models under "
+                                        f"{state.cache.prefix_url}: {', '.join(state.cache.available()) or 'none'}")
+        return await asyncio.wrap_future(inference.call(state.cache.get, key))
+
+    async def models_route(request: Request) -> Response:
+        if state.cache is None:
+            return JSONResponse({"mode": "SingleModel"}, headers=state.headers())
+        return JSONResponse({"mode": "MultiModel", "prefix": state.cache.prefix_url, "loaded": state.cache.loaded(),
+                             "memory_budget_mb": round(state.cache.budget / MB, 3), "evictions": state.cache.evictions},
+                            headers=state.headers())
 
     async def ping(request: Request) -> Response:
         if not state.ready:
@@ -109,8 +138,9 @@ def create_app(handlers: InferenceHandlers, *, max_body_bytes: int = DEFAULT_MAX
         if not accept or accept.strip() == "*/*":
             accept = os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", JSON_TYPE)
         try:
+            handlers = await handlers_for(request)
             # On the inference thread: a slow prediction must not stall /ping or the reading of other requests.
-            future = inference.invoke(state.handlers, body, content_type, accept)
+            future = inference.invoke(handlers, body, content_type, accept)
             payload, media_type = await asyncio.wrap_future(future)
         except Exception as exc:
             status = error_status(exc)
@@ -123,7 +153,8 @@ def create_app(handlers: InferenceHandlers, *, max_body_bytes: int = DEFAULT_MAX
         return Response(payload, media_type=media_type, headers=state.headers())
 
     app = Starlette(routes=[Route("/ping", ping, methods=["GET"]),
-                            Route("/invocations", invocations, methods=["POST"])])
+                            Route("/invocations", invocations, methods=["POST"]),
+                            Route("/models", models_route, methods=["GET"])])
     app.state.serving = state
     return app
 
@@ -195,7 +226,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--health-port", type=int, default=0, help="a second, private port that answers only us")
     parser.add_argument("--entry-point", default=DEFAULT_ENTRY_POINT, help="relative to the model dir")
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
-    return parser.parse_args(argv)
+    multi = parser.add_argument_group("multi-model endpoint (--model-dir is then the folder of the model archives)")
+    multi.add_argument("--multi-model", action="store_true", help="serve every archive under --model-dir by key")
+    multi.add_argument("--model-prefix-url", default="", help="the S3 prefix --model-dir stands for (messages)")
+    multi.add_argument("--cache-dir", type=Path, help="where loaded archives are unpacked")
+    multi.add_argument("--memory-budget-mb", type=int, default=4096, help="loaded models beyond it evict the LRU")
+    args = parser.parse_args(argv)
+    if args.multi_model and args.cache_dir is None:
+        parser.error("--multi-model needs --cache-dir")
+    return args
+
+
+def load_models(args: argparse.Namespace, inference: InferenceThread) -> InferenceHandlers | ModelCache:
+    """The one model, loaded now on the inference thread; or a multi-model endpoint's empty cache."""
+    if args.multi_model:
+        return ModelCache(args.model_dir, args.model_prefix_url or str(args.model_dir), args.cache_dir,
+                          args.memory_budget_mb * MB, args.entry_point)
+    return inference.call(InferenceHandlers.load, args.model_dir, args.entry_point).result()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -205,11 +252,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Loaded before binding: until the model is ready, the port's traffic stays with the live server. Loaded on
         # the thread that will predict: one OpenMP team (see inference_thread.py).
         inference = InferenceThread()
-        handlers = inference.call(InferenceHandlers.load, args.model_dir, args.entry_point).result()
+        models = load_models(args, inference)
     except Exception:
         log.exception("the model failed to load from %s", args.model_dir)
         return 1
-    app = create_app(handlers, max_body_bytes=args.max_body_bytes, ready=False, inference=inference)
+    app = create_app(models, max_body_bytes=args.max_body_bytes, ready=False, inference=inference)
     try:
         sockets = [bind_socket(args.host, args.port)]
         if args.health_port:
@@ -221,7 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     def started() -> None:
         steered = steer_new_connections_here(sockets[0])
         app.state.serving.ready = True
-        log.info("serving %s on http://%s:%d (pid %d%s)", args.model_dir, args.host, args.port, os.getpid(),
+        what = f"the models under {args.model_dir} (multi-model)" if args.multi_model else str(args.model_dir)
+        log.info("serving %s on http://%s:%d (pid %d%s)", what, args.host, args.port, os.getpid(),
                  ", new connections steered here" if steered else "")
 
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",

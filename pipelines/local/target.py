@@ -25,7 +25,7 @@ import psutil
 
 from pipelines.config import REPO_ROOT, PipelineConfig, bucket_and_role
 from pipelines.local.executor import Executor
-from pipelines.local.handlers import HandlersFactory, default_handlers, factory_reference
+from pipelines.local.handlers import HandlersFactory, default_handlers, factory_reference, make_handlers
 from pipelines.local.state import ExecutionRecord, PipelineRecord, StateStore, StepRecord, process_identity
 from pipelines.local.workspace import Workspace
 from pipelines.parameters import ParameterError, builtin_input_data_url, coerce_parameters
@@ -148,16 +148,18 @@ class LocalTarget:
 
         ModelRegistry(self.store, self.config.project.region).update_approval(model_package_arn, status)
 
-    def invoke(self, endpoint_name: str, files: Sequence[Path]) -> list[dict[str, Any]]:
+    def invoke(self, endpoint_name: str, files: Sequence[Path], target_model: str | None = None
+               ) -> list[dict[str, Any]]:
         manager = self._endpoints()
         responses = []
         for file in map(Path, files):
             if not file.is_file():
                 raise TargetError(f"{file} is not a file: pass images (or JSON requests) to send to the endpoint")
-            status, body = manager.invoke(endpoint_name, file.read_bytes(), content_type_of(file))
+            status, body = manager.invoke(endpoint_name, file.read_bytes(), content_type_of(file),
+                                          target_model=target_model)
             text = body.decode(errors="replace")
             if status != 200:
-                raise TargetError(f"endpoint {endpoint_name} answered HTTP {status} for {file}: {text[:500]}")
+                raise TargetError(f"endpoint {endpoint_name} answered HTTP {status} for {file}: {_error_text(text)}")
             responses.append({"file": str(file), "response": text})
         return responses
 
@@ -216,6 +218,13 @@ class LocalTarget:
     def list_endpoints(self) -> list[dict[str, Any]]:
         return self._endpoints().list()
 
+    def autoscale(self, endpoint_name: str, remove: bool) -> dict[str, Any]:
+        self._endpoints().describe(endpoint_name)  # an unknown endpoint is an error here too
+        return {"endpoint": endpoint_name, "applicable": False,
+                "reason": "not applicable on the local target: a local endpoint is one serving process on this "
+                          "machine, with no instances to scale. [deployment] autoscaling applies on the sagemaker "
+                          "target (`--target sagemaker autoscale`)"}
+
     def delete_endpoint(self, name: str) -> None:
         self._endpoints().delete(name)
 
@@ -267,12 +276,14 @@ class LocalTarget:
     def _endpoints(self) -> Any:
         from pipelines.local.endpoints import EndpointManager
 
-        return EndpointManager(self.workspace, self.store, self.config.project.region)
+        return EndpointManager(self.workspace, self.store, self.config.project.region,
+                               memory_budget_mb=self.config.local.endpoint_memory_mb)
 
     # ------------------------------------------------------------------------------------------ running
     def _executor(self) -> Executor:
         try:
-            handlers = self.handlers_factory(self.workspace, self.store, self.config.project.region)
+            handlers = make_handlers(self.handlers_factory, self.workspace, self.store, self.config.project.region,
+                                     self.config.local.endpoint_memory_mb)
         except ImportError as err:
             raise TargetError(f"the local engine cannot load its step handlers: {err}") from None
         return Executor(self.workspace, self.store, handlers, self.cpu_budget, self.on_log)
@@ -287,7 +298,8 @@ class LocalTarget:
         engine_dir = self.workspace.jobs_root / execution_id
         engine_dir.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "pipelines.local.worker", str(self.workspace.root), execution_id,
-                   "--region", self.config.project.region]
+                   "--region", self.config.project.region,
+                   "--endpoint-memory-mb", str(self.config.local.endpoint_memory_mb)]
         reference = factory_reference(self.handlers_factory)
         if reference:
             command += ["--handlers", reference]
@@ -383,3 +395,11 @@ def step_details(step: StepRecord) -> dict[str, Any]:
         details["BestTrainingJob"] = {k: best[k] for k in ("TrainingJobName", "TunedHyperParameters",
                                                            "FinalHyperParameterTuningJobObjectiveMetric") if k in best}
     return details
+
+
+def _error_text(body: str) -> str:
+    """An endpoint's error answer, {"error": message}, as its message (else the body's start)."""
+    try:
+        return str(json.loads(body)["error"])
+    except (ValueError, KeyError, TypeError):
+        return body[:500]

@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 
 from pipelines.local.container import DEFAULT_REGION, job_arn, job_name, note_instance_count
-from pipelines.local.deployment import DeploymentRecords, install_model
-from pipelines.local.endpoints import DEFAULT_READY_TIMEOUT_S, ServerProcess, free_port, serving_environment
+from pipelines.local.deployment import MULTI_MODEL, DeploymentRecords, install_model
+from pipelines.local.server_process import DEFAULT_READY_TIMEOUT_S, ServerProcess, free_port, serving_environment
 from pipelines.local.serving import LOOPBACK
 from pipelines.local.state import StateStore, utc_now
 from pipelines.local.step_api import StepFailed, StepRun
@@ -55,6 +55,9 @@ class TransformJobHandler:
         inputs = input_files(self.workspace, request["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"])
         job_dir = run.job_dir(name)
         container = model["PrimaryContainer"]
+        if container.get("Mode") == MULTI_MODEL:  # CreateTransformJob has no TargetModel to pick one by
+            raise StepFailed(f"ValidationException: model {request['ModelName']} is a multi-model model (Mode: "
+                             "MultiModel): a transform job names no TargetModel, give it a single-model model")
         entry_point = install_model(self.workspace, container, job_dir / "model")
         server = ServerProcess.start(job_dir / "model", free_port(), entry_point, job_dir / "job.log",
                                      serving_environment(job_dir / "model", container.get("Environment") or {}))

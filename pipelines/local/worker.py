@@ -15,7 +15,7 @@ from typing import Any
 
 from pipelines.local.container import DEFAULT_REGION
 from pipelines.local.executor import Executor
-from pipelines.local.handlers import default_handlers, load_factory
+from pipelines.local.handlers import default_handlers, load_factory, make_handlers
 from pipelines.local.state import StateStore
 from pipelines.local.workspace import Workspace
 
@@ -35,13 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--handlers", help="module:function making the step handlers (default: the real ones)")
     parser.add_argument("--cpu-budget", type=int, default=None)
     parser.add_argument("--region", default=DEFAULT_REGION, help="the region the jobs' ARNs name")
+    parser.add_argument("--endpoint-memory-mb", type=int, required=True,
+                        help="what a multi-model endpoint may fill with loaded models ([local] endpoint_memory_mb)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     workspace = Workspace.open(args.workspace)
     store = StateStore(workspace.state_db)
     try:
         factory = load_factory(args.handlers) if args.handlers else default_handlers
-        executor = Executor(workspace, store, factory(workspace, store, args.region), args.cpu_budget, _print_line)
+        handlers = make_handlers(factory, workspace, store, args.region, args.endpoint_memory_mb)
+        executor = Executor(workspace, store, handlers, args.cpu_budget, _print_line)
         status = executor.run(args.execution_id)
     except Exception as err:  # the execution must not stay Executing behind a dead worker
         traceback.print_exc()

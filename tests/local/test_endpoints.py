@@ -304,6 +304,59 @@ def test_a_tarball_that_escapes_its_folder_is_refused(workspace: Workspace, stor
     assert not (workspace.endpoints_root / "e" / "c1" / "model").exists()
 
 
+def test_a_multi_model_endpoint_serves_each_published_version_evicts_over_its_budget_and_survives_bad_keys(
+        trained_artifact, workspace: Workspace, store: StateStore, tmp_path: Path) -> None:
+    """Two versions of the trained artifact (the second with other class names) under one prefix, as PublishModel
+    writes them, behind a `Mode: MultiModel` model; a budget that holds one of them."""
+    tarball, classes = trained_artifact
+    prefix_url = "s3://local-pipeline/image-classifier/multi-model/"
+    prefix = workspace.path_for(prefix_url)
+    prefix.mkdir(parents=True)
+    shutil.copy(tarball, prefix / "v1.tar.gz")
+    renamed = [f"renamed-{name}" for name in classes]
+    unpacked = tmp_path / "v2"
+    with tarfile.open(tarball) as tar:
+        tar.extractall(unpacked, filter="data")
+    meta = json.loads((unpacked / "model_meta.json").read_text())
+    (unpacked / "model_meta.json").write_text(json.dumps({**meta, "class_names": renamed}))
+    pack_tar_gz(unpacked, prefix / "v2.tar.gz")
+    size_mb = sum(p.stat().st_size for p in unpacked.rglob("*") if p.is_file()) / 2**20
+    assert size_mb > 1, "the budget below must hold one model and not two"
+
+    container = {**CREATE_MODEL["PrimaryContainer"], "ModelDataUrl": prefix_url, "Mode": "MultiModel"}
+    model = CreateModelHandler(workspace, store).run(step_run(workspace, "MultiModel-CreateModel", "Model",
+                                                              {**CREATE_MODEL, "PrimaryContainer": container}))
+    EndpointConfigHandler(workspace, store).run(step_run(workspace, "EndpointConfig", "EndpointConfig",
+                                                         endpoint_config("mm-exec1", model["ModelName"])))
+    manager = EndpointManager(workspace, store, ready_timeout=120, memory_budget_mb=int(size_mb) + 1)
+    try:
+        described = EndpointHandler(workspace, store, manager=manager).run(step_run(
+            workspace, "Endpoint", "Endpoint", {"EndpointName": "mm", "EndpointConfigName": "mm-exec1"}))
+        assert described["EndpointStatus"] == "InService"
+
+        def labels_of(key: str) -> set[str]:
+            status, body = manager.invoke("mm", png_bytes((250, 250, 250)), "image/png", target_model=key)
+            assert status == 200, body
+            return set(top_labels(body))
+
+        assert labels_of("v1.tar.gz") <= set(classes)
+        assert labels_of("v2.tar.gz") <= set(renamed)
+        [row] = manager.list()
+        assert (row["mode"], row["model_data_prefix"]) == ("MultiModel", prefix_url)
+        assert [m["target_model"] for m in row["loaded_models"]] == ["v2.tar.gz"]  # v1 evicted for v2
+        assert labels_of("v1.tar.gz") <= set(classes)  # and loaded again on demand
+
+        status, body = manager.invoke("mm", png_bytes(), "image/png", target_model="v9.tar.gz")
+        assert status == 404 and f"there is no {prefix_url}v9.tar.gz" in json.loads(body)["error"]
+        status, body = manager.invoke("mm", png_bytes(), "image/png")
+        assert status == 400 and "v1.tar.gz, v2.tar.gz" in json.loads(body)["error"]
+        [row] = manager.list()
+        assert row["status"] == "InService" and [m["target_model"] for m in row["loaded_models"]] == ["v1.tar.gz"]
+    finally:
+        manager.delete("mm")
+    assert serving_processes(workspace) == [] and prefix.joinpath("v1.tar.gz").is_file()  # the prefix stays
+
+
 # The trained model last: its training ran in the background during the tests above.
 def test_endpoint_steps_serve_the_trained_model_until_deleted(trained_artifact, workspace: Workspace,
                                                               store: StateStore, manager: EndpointManager) -> None:

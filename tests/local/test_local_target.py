@@ -133,15 +133,19 @@ def test_registry_and_endpoint_commands_delegate(target, monkeypatch, tmp_path):
     calls = []
 
     class FakeManager:
-        def __init__(self, workspace, store, region):
+        def __init__(self, workspace, store, region, memory_budget_mb):
             assert (workspace, store, region) == (target.workspace, target.store, "us-east-1")
+            assert memory_budget_mb == target.config.local.endpoint_memory_mb
 
-        def invoke(self, name, body, content_type):
-            calls.append((name, body, content_type))
+        def invoke(self, name, body, content_type, target_model=None):
+            calls.append((name, body, content_type, target_model))
             return (200, b'{"label": 3}') if body != b"bad" else (400, b'{"error": "not an image"}')
 
         def list(self):
             return [{"name": "e"}]
+
+        def describe(self, name):
+            return {"name": name}
 
         def delete(self, name):
             calls.append(("delete", name))
@@ -152,12 +156,17 @@ def test_registry_and_endpoint_commands_delegate(target, monkeypatch, tmp_path):
     image.write_bytes(b"png")
     bad.write_bytes(b"bad")
     assert target.invoke("e", [image]) == [{"file": str(image), "response": json.dumps({"label": 3})}]
-    assert calls[-1] == ("e", b"png", "image/png")
-    with pytest.raises(TargetError, match="endpoint e answered HTTP 400 for .*y.jpg: .*not an image"):
+    assert calls[-1] == ("e", b"png", "image/png", None)
+    target.invoke("e", [image], target_model="v2.tar.gz")
+    assert calls[-1] == ("e", b"png", "image/png", "v2.tar.gz")
+    with pytest.raises(TargetError, match="endpoint e answered HTTP 400 for .*y.jpg: not an image$"):
         target.invoke("e", [bad])
     with pytest.raises(TargetError, match="is not a file"):
         target.invoke("e", [tmp_path / "missing.png"])
     assert target.list_endpoints() == [{"name": "e"}]
+    not_here = target.autoscale("e", remove=False)
+    assert (not_here["endpoint"], not_here["applicable"]) == ("e", False)
+    assert not_here["reason"].startswith("not applicable on the local target: a local endpoint is one serving process")
     target.delete_endpoint("e")
     assert calls[-1] == ("delete", "e")
     assert target.list_models() == []

@@ -44,7 +44,7 @@ def recorded(tmp_path: Path) -> tuple[Path, str]:
 def test_the_worker_runs_the_execution_with_handlers_for_the_given_region(recorded, capsys) -> None:
     workspace, execution_id = recorded
     assert main([str(workspace), execution_id, "--handlers", f"{__name__}:recording_factory",
-                 "--region", "eu-west-1"]) == 0
+                 "--region", "eu-west-1", "--endpoint-memory-mb", "64"]) == 0
     assert FACTORY_REGIONS[-1] == "eu-west-1"
     execution = StateStore(workspace / "state.db").get_execution(execution_id)
     assert execution is not None and (execution.status, execution.failure_reason) == ("Succeeded", None)
@@ -53,7 +53,8 @@ def test_the_worker_runs_the_execution_with_handlers_for_the_given_region(record
 
 def test_an_engine_that_cannot_start_fails_the_execution_saying_why(recorded, capsys) -> None:
     workspace, execution_id = recorded
-    assert main([str(workspace), execution_id, "--handlers", f"{__name__}:broken_factory"]) == 1
+    assert main([str(workspace), execution_id, "--handlers", f"{__name__}:broken_factory",
+                 "--endpoint-memory-mb", "64"]) == 1
     execution = StateStore(workspace / "state.db").get_execution(execution_id)
     assert execution is not None
     assert (execution.status, execution.failure_reason) == (
