@@ -46,7 +46,7 @@ def models(app: App, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print a JSON list")
 @click.pass_obj
 def endpoints(app: App, as_json: bool) -> None:
-    """List endpoints: name, model, address, status."""
+    """List endpoints: name, model, address, status; for a multi-model endpoint, the models it has loaded."""
     from pipelines.progress import print_json
 
     rows = app.target().list_endpoints()
@@ -55,8 +55,20 @@ def endpoints(app: App, as_json: bool) -> None:
         return
     table = Table("endpoint", "status", "model", "url")
     for row in rows:
-        table.add_row(row["name"], row["status"], row.get("model", ""), row.get("url", ""))
+        table.add_row(row["name"], row["status"], _served(row), row.get("url", ""))
     console.print(table)
+
+
+def _served(row: dict) -> str:
+    """The model column: the model, and for a multi-model endpoint what it has loaded now (when it says)."""
+    model = row.get("model") or ""
+    if row.get("mode") != "MultiModel":
+        return model
+    loaded = row.get("loaded_models")
+    if loaded is None:
+        return f"{model} (multi-model: {row.get('model_data_prefix', '')})"
+    keys = ", ".join(entry["target_model"] for entry in loaded) or "none yet"
+    return f"{model} (multi-model, loaded: {keys})"
 
 
 @click.command("delete-endpoint")
@@ -71,13 +83,15 @@ def delete_endpoint(app: App, name: str) -> None:
 @click.command()
 @click.option("--endpoint", "endpoint_name", required=True, help="endpoint name")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--target-model", metavar="KEY",
+              help="multi-model endpoint: the model to answer, a path under its prefix (v3.tar.gz for version 3)")
 @click.option("--json", "as_json", is_flag=True, help="print the raw responses as JSON")
 @click.pass_obj
-def invoke(app: App, endpoint_name: str, files: tuple[Path, ...], as_json: bool) -> None:
+def invoke(app: App, endpoint_name: str, files: tuple[Path, ...], target_model: str | None, as_json: bool) -> None:
     """Send images to an endpoint; prints the top labels and probabilities."""
     from pipelines.progress import print_json
 
-    results = app.target().invoke(endpoint_name, list(files))
+    results = app.target().invoke(endpoint_name, list(files), target_model)
     if as_json:
         print_json(console, results)
         return
@@ -91,6 +105,34 @@ def invoke(app: App, endpoint_name: str, files: tuple[Path, ...], as_json: bool)
         for prediction in predictions:
             for entry in prediction.get("top_k", []):
                 console.print(f"  {entry['label']:<24} {entry['probability']:.3f}")
+
+
+@click.command()
+@click.option("--endpoint", "endpoint_name", help="endpoint name (default: [project] endpoint_name)")
+@click.option("--remove", is_flag=True, help="delete the policy and deregister the variants instead")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@click.pass_obj
+def autoscale(app: App, endpoint_name: str | None, remove: bool, as_json: bool) -> None:
+    """Apply [deployment]'s autoscaling to an endpoint: each variant scales between min_instances and max_instances
+    to hold target_invocations_per_instance. Safe to run again; kept through re-deploys of a new model."""
+    from pipelines.progress import print_json
+
+    name = endpoint_name or app.config.project.endpoint_name
+    result = app.target().autoscale(name, remove)
+    if as_json:
+        print_json(console, result)
+        return
+    if not result["applicable"]:
+        console.print(f"{name}: autoscaling {result['reason']}", highlight=False)
+        return
+    if remove:
+        removed = ", ".join(result["removed"]) or "none had a policy"
+        console.print(f"{name}: autoscaling removed from variants: {removed}", highlight=False)
+        return
+    for applied in result["applied"]:
+        console.print(f"{name}/{applied['variant']}: {applied['min_instances']}..{applied['max_instances']} "
+                      f"instances, target {applied['target_invocations_per_instance']} invocations per instance "
+                      f"per minute ({applied['policy_arn']})", soft_wrap=True, highlight=False)
 
 
 @click.command()
@@ -121,4 +163,4 @@ def batch(app: App, input_url: str, model_package_arn: str | None, output_url: s
     click.echo(result["output"])
 
 
-SERVING_COMMANDS = (approve, models, invoke, endpoints, delete_endpoint, batch)
+SERVING_COMMANDS = (approve, models, invoke, endpoints, delete_endpoint, batch, autoscale)

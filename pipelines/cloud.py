@@ -21,6 +21,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
+from pipelines import autoscaling
 from pipelines.config import PipelineConfig
 from pipelines.model_quality import accuracy_of, sagemaker_endpoint_url
 from pipelines.parameters import ParameterError, coerce_parameters, to_service_text
@@ -209,14 +210,16 @@ class SageMakerTarget:
         with aws_errors(f"approval of {model_package_arn}"):
             self.client.update_model_package(ModelPackageArn=model_package_arn, ModelApprovalStatus=status)
 
-    def invoke(self, endpoint_name: str, files: Sequence[Path]) -> list[dict[str, Any]]:
+    def invoke(self, endpoint_name: str, files: Sequence[Path], target_model: str | None = None
+               ) -> list[dict[str, Any]]:
         runtime = self.boto_session.client("sagemaker-runtime")
+        picked = {"TargetModel": target_model} if target_model is not None else {}
         results = []
         for path in files:
             with aws_errors(f"invoke of endpoint {endpoint_name}"):
                 response = runtime.invoke_endpoint(
                     EndpointName=endpoint_name, ContentType=content_type_of(path), Accept="application/json",
-                    Body=path.read_bytes(),
+                    Body=path.read_bytes(), **picked,
                 )
             results.append({"file": str(path), "response": response["Body"].read().decode()})
         return results
@@ -267,6 +270,26 @@ class SageMakerTarget:
     def delete_endpoint(self, name: str) -> None:
         with aws_errors(f"delete of endpoint {name}"):
             self.client.delete_endpoint(EndpointName=name)
+
+    def autoscale(self, endpoint_name: str, remove: bool) -> dict[str, Any]:
+        deployment = self.config.deployment
+        if not remove and not deployment.autoscaling:
+            raise TargetError("autoscaling is off ([deployment] autoscaling = false): set autoscaling = true in "
+                              "your --config file (or PIPELINE_DEPLOYMENT_AUTOSCALING=true) to apply the policy; "
+                              "`autoscale --remove` takes an applied one off")
+        with aws_errors(f"endpoint {endpoint_name}"):
+            described = self.client.describe_endpoint(EndpointName=endpoint_name)
+        if not remove and described.get("EndpointStatus") != "InService":
+            raise TargetError(f"endpoint {endpoint_name} is {described.get('EndpointStatus')}: autoscaling can be "
+                              "applied once it is InService (run `autoscale` again then)")
+        variants = [variant["VariantName"] for variant in described.get("ProductionVariants") or []]
+        scaling = self.boto_session.client("application-autoscaling")
+        with aws_errors(f"autoscaling of endpoint {endpoint_name}"):
+            if remove:
+                return {"endpoint": endpoint_name, "applicable": True,
+                        "removed": autoscaling.remove_policies(scaling, endpoint_name, variants)}
+            return {"endpoint": endpoint_name, "applicable": True,
+                    "applied": autoscaling.apply_policies(scaling, deployment, endpoint_name, variants)}
 
     def logs(self, execution: str | None, step: str | None) -> list[tuple[str, Path]]:
         raise TargetError("on SageMaker, job logs are in CloudWatch Logs (/aws/sagemaker/TrainingJobs, "

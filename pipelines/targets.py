@@ -46,8 +46,9 @@ class Target(Protocol):
     def approve(self, model_package_arn: str, status: str) -> None:
         ...
 
-    def invoke(self, endpoint_name: str, files: Sequence[Path]) -> list[dict[str, Any]]:
-        """One response (parsed JSON) per file."""
+    def invoke(self, endpoint_name: str, files: Sequence[Path], target_model: str | None = None
+               ) -> list[dict[str, Any]]:
+        """One response (parsed JSON) per file; `target_model` picks the model of a multi-model endpoint."""
         ...
 
     def upload_data(self, source: Path, url: str, progress: Callable[[str], None] = print) -> str:
@@ -72,6 +73,11 @@ class Target(Protocol):
         ...
 
     def delete_endpoint(self, name: str) -> None:
+        ...
+
+    def autoscale(self, endpoint_name: str, remove: bool) -> dict[str, Any]:
+        """Applies (or with `remove`, takes off) [deployment]'s autoscaling policy on the endpoint's variants;
+        returns endpoint, applicable, and what was applied or removed (or, where it does not apply, why)."""
         ...
 
     def batch_transform(self, model_package_arn: str | None, input_url: str, output_url: str | None,

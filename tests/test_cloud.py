@@ -3,12 +3,14 @@ service model) and how the service's errors become one sentence. The CLI's view 
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from moto import mock_aws
 
@@ -175,3 +177,66 @@ def test_batch_transform_with_nothing_registered_says_what_to_do(config) -> None
         target.batch_transform(None, f"s3://{BUCKET}/photos", None, wait=False)
     with pytest.raises(ValueError, match="--input 'photos/' is not an S3 URL"):  # the CLI shows it as exit 2
         target.batch_transform("arn:x", "photos/", None, wait=False)
+
+
+def deployed_endpoint(target: SageMakerTarget, name: str = "image-classifier") -> None:
+    target.client.create_model(ModelName="m1", ExecutionRoleArn=ROLE,
+                               PrimaryContainer={"Image": "image", "ModelDataUrl": f"s3://{BUCKET}/m/model.tar.gz"})
+    target.client.create_endpoint_config(EndpointConfigName="c1", ProductionVariants=[
+        {"VariantName": "AllTraffic", "ModelName": "m1", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
+    target.client.create_endpoint(EndpointName=name, EndpointConfigName="c1")
+
+
+@mock_aws
+def test_autoscale_registers_each_variant_with_a_target_tracking_policy_idempotently_and_removes_it(config) -> None:
+    deployment = {"autoscaling": True, "min_instances": 2, "max_instances": 5, "target_invocations_per_instance": 250}
+    target = SageMakerTarget(config.replace("deployment", **deployment), boto3.Session(region_name=REGION))
+    deployed_endpoint(target)
+    first = target.autoscale("image-classifier", remove=False)
+    again = target.autoscale("image-classifier", remove=False)  # a re-run (after a re-deploy): the same, updated
+    assert first["applicable"] and [a["variant"] for a in again["applied"]] == ["AllTraffic"]
+    scaling = target.boto_session.client("application-autoscaling")
+    resource = "endpoint/image-classifier/variant/AllTraffic"
+    [registered] = scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+    assert (registered["ResourceId"], registered["ScalableDimension"], registered["MinCapacity"],
+            registered["MaxCapacity"]) == (resource, "sagemaker:variant:DesiredInstanceCount", 2, 5)
+    [policy] = scaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
+    tracking = policy["TargetTrackingScalingPolicyConfiguration"]
+    assert (policy["PolicyType"], tracking["TargetValue"], tracking["PredefinedMetricSpecification"]) == (
+        "TargetTrackingScaling", 250.0, {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"})
+    assert (tracking["ScaleInCooldown"], tracking["ScaleOutCooldown"]) == (
+        config.deployment.scale_in_cooldown_s, config.deployment.scale_out_cooldown_s)
+
+    assert target.autoscale("image-classifier", remove=True)["removed"] == ["AllTraffic"]
+    assert scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"] == []
+    assert scaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"] == []
+    assert target.autoscale("image-classifier", remove=True)["removed"] == []  # nothing left to remove
+
+
+@mock_aws
+def test_autoscale_refuses_while_switched_off_and_names_an_unknown_endpoint(config) -> None:
+    target = SageMakerTarget(config, boto3.Session(region_name=REGION))
+    deployed_endpoint(target)
+    with pytest.raises(TargetError, match=r"autoscaling is off \(\[deployment\] autoscaling = false\): set "
+                                          "autoscaling = true"):
+        target.autoscale("image-classifier", remove=False)
+    switched_on = SageMakerTarget(config.replace("deployment", autoscaling=True), boto3.Session(region_name=REGION))
+    with pytest.raises(TargetError, match="endpoint nope"):
+        switched_on.autoscale("nope", remove=False)
+
+
+def test_invoke_sends_target_model_only_when_one_is_named(config, tmp_path: Path) -> None:
+    target = SageMakerTarget(config, boto3.Session(region_name=REGION))
+    runtime = boto3.Session(region_name=REGION).client("sagemaker-runtime")
+    target.boto_session = type("Session", (), {"client": lambda self, name: runtime})()
+    image = tmp_path / "cat.png"
+    image.write_bytes(b"png")
+    with Stubber(runtime) as stub:
+        for picked in ({}, {"TargetModel": "v3.tar.gz"}):
+            body = StreamingBody(io.BytesIO(b'{"predictions": []}'), 19)
+            stub.add_response("invoke_endpoint", {"Body": body}, {
+                "EndpointName": "mm", "ContentType": "image/png", "Accept": "application/json", "Body": b"png",
+                **picked})
+        assert target.invoke("mm", [image])[0]["response"] == '{"predictions": []}'
+        assert target.invoke("mm", [image], target_model="v3.tar.gz")[0]["file"] == str(image)
+        stub.assert_no_pending_responses()
