@@ -20,6 +20,7 @@ from concurrent.futures import Future
 from typing import Any
 
 MAX_BATCH_REQUESTS = 16
+MAX_MODELS_PER_ROUND = 4  # a round takes up to this many batches' worth of waiting requests, grouped by model
 
 
 class InferenceThread:
@@ -51,17 +52,20 @@ class InferenceThread:
             if item[0] == "call":
                 _settle(item[1], item[2], *item[3])
                 continue
-            batch = [item]
-            while len(batch) < self.max_batch:  # only what is already waiting: nobody waits for a batch to fill
-                try:
+            waiting = [item]
+            while len(waiting) < self.max_batch * MAX_MODELS_PER_ROUND:  # only what is already waiting: nobody
+                try:                                                     # waits for a batch to fill
                     more = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if more[0] != "invoke" or more[2] is not item[2]:
-                    pending = more  # a call, or another model's handlers: next, in order
+                if more[0] != "invoke":
+                    pending = more  # a call (a model's load): next, in order
                     break
-                batch.append(more)
-            self._invoke(batch)
+                waiting.append(more)
+            # A multi-model endpoint's requests arrive interleaved: each model's go through one pass together.
+            for group in _by_handlers(waiting):
+                for start in range(0, len(group), self.max_batch):
+                    self._invoke(group[start:start + self.max_batch])
 
     @staticmethod
     def _invoke(batch: list[tuple[Any, ...]]) -> None:
@@ -77,6 +81,14 @@ class InferenceThread:
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)
+
+
+def _by_handlers(items: list[tuple[Any, ...]]) -> list[list[tuple[Any, ...]]]:
+    """Invocations grouped by the handlers they go to, in order of each group's first arrival."""
+    groups: dict[int, list[tuple[Any, ...]]] = {}
+    for item in items:
+        groups.setdefault(id(item[2]), []).append(item)
+    return list(groups.values())
 
 
 def _settle(future: Future, fn: Callable[..., Any], *args: Any) -> None:

@@ -10,8 +10,8 @@ once loaded (benchmarks/multi_model.py measures the process's resident memory be
 An unknown TargetModel is a 404, a malformed one a 400, one that cannot be extracted or loaded a 500 naming it,
 one bigger than the whole budget a 507: none of them unloads another model or stops the endpoint.
 
-Every method but `loaded` runs on the endpoint's one inference thread (pipelines.local.inference_thread), so loads,
-evictions and predictions never overlap; `loaded` may be read from the server's event loop.
+`get` and `unload` run on the endpoint's one inference thread (pipelines.local.inference_thread), so loads,
+evictions and predictions never overlap; `loaded_handlers` and `loaded` may be called from the server's event loop.
 """
 
 from __future__ import annotations
@@ -83,14 +83,22 @@ class ModelCache:
         self._lock = threading.Lock()  # only for `loaded` readers on another thread
 
     # ------------------------------------------------------------------------------------------ requests
-    def get(self, key: str) -> InferenceHandlers:
-        """The loaded handlers of `key`, loading it (and evicting others) first when it is not loaded."""
+    def loaded_handlers(self, key: str) -> InferenceHandlers | None:
+        """`key`'s handlers when it is loaded (counted as a use), else None. Safe from any thread: a request for a
+        loaded model does not queue on the inference thread to learn that it is loaded."""
         with self._lock:
             found = self._models.get(key)
-            if found is not None:
-                self._models.move_to_end(key)
-                found.last_used, found.invocations = time.time(), found.invocations + 1
-                return found.handlers
+            if found is None:
+                return None
+            self._models.move_to_end(key)
+            found.last_used, found.invocations = time.time(), found.invocations + 1
+            return found.handlers
+
+    def get(self, key: str) -> InferenceHandlers:
+        """The loaded handlers of `key`, loading it (and evicting others) first when it is not loaded."""
+        found = self.loaded_handlers(key)
+        if found is not None:
+            return found
         archive = self.archive(key)
         model_dir = self._extract(key, archive)
         footprint = directory_size(model_dir)

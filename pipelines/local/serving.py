@@ -114,7 +114,8 @@ def create_app(models: InferenceHandlers | ModelCache, *, max_body_bytes: int = 
             raise TargetModelError(400, "this is a multi-model endpoint: name the model with TargetModel (`invoke "
                                         f"--target-model KEY`, header {TARGET_MODEL_HEADER}); models under "
                                         f"{state.cache.prefix_url}: {', '.join(state.cache.available()) or 'none'}")
-        return await asyncio.wrap_future(inference.call(state.cache.get, key))
+        loaded = state.cache.loaded_handlers(key)
+        return loaded if loaded is not None else await asyncio.wrap_future(inference.call(state.cache.get, key))
 
     async def models_route(request: Request) -> Response:
         if state.cache is None:

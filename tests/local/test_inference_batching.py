@@ -93,3 +93,18 @@ def test_the_thread_batches_only_requests_already_waiting_and_routes_each_answer
     assert [f.exception(5) is not None for f in futures] == [False, True, False, False, False]
     assert [f.result(5)[0] for f in futures if f.exception() is None] == [b"X", b"Y", b"Z", b"W"]
     assert handlers.batches == [1, 4, 1]  # the four that waited (max_batch), then the fifth
+
+
+def test_interleaved_requests_for_several_models_go_through_one_pass_per_model() -> None:
+    """A multi-model endpoint's clients send round-robin: the waiting requests are grouped by model, not cut into
+    a batch at every change of model."""
+    inference, release = InferenceThread(max_batch=4), threading.Event()
+    first, second = RecordingHandlers(), RecordingHandlers()
+    blocked = inference.call(release.wait, 5)
+    futures = [inference.invoke(handlers, body, "t", "a")
+               for body in (b"a", b"b", b"c", b"d", b"e", b"f") for handlers in (first, second)]
+    release.set()
+    assert blocked.result(5) is True
+    assert [f.result(5)[0] for f in futures] == [b"A", b"A", b"B", b"B", b"C", b"C", b"D", b"D", b"E", b"E", b"F",
+                                                 b"F"]
+    assert (first.batches, second.batches) == ([4, 2], [4, 2])
