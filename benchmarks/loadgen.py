@@ -6,7 +6,7 @@ from __future__ import annotations
 import http.client
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -35,11 +35,11 @@ class Client:
         self.host, self.port, self.timeout = parts.hostname, parts.port or 80, timeout
         self.connection = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
 
-    def invoke(self, body: bytes, content_type: str) -> int:
+    def invoke(self, body: bytes, content_type: str, headers: Mapping[str, str] | None = None) -> int:
         # One send for headers and body (http.client joins them when the body is bytes): no Nagle stall here.
         try:
             self.connection.request("POST", "/invocations", body, {"Content-Type": content_type,
-                                                                   "Accept": "application/json"})
+                                                                   "Accept": "application/json", **(headers or {})})
             response = self.connection.getresponse()
             response.read()
             return response.status
@@ -52,15 +52,17 @@ class Client:
         self.connection.close()
 
 
-def timed_invoke(client: Client, body: bytes, content_type: str) -> tuple[float, bool]:
+def timed_invoke(client: Client, body: bytes, content_type: str,
+                 headers: Mapping[str, str] | None = None) -> tuple[float, bool]:
     started = time.perf_counter()
-    status = client.invoke(body, content_type)
+    status = client.invoke(body, content_type, headers)
     return time.perf_counter() - started, status == 200
 
 
 def closed_loop(url: str, bodies: Sequence[bytes], content_type: str, concurrency: int, max_requests: int,
-                max_seconds: float) -> LoadResult:
-    """`concurrency` clients, together at most `max_requests` requests and `max_seconds` seconds."""
+                max_seconds: float, headers: Sequence[Mapping[str, str]] = ({},)) -> LoadResult:
+    """`concurrency` clients, together at most `max_requests` requests and `max_seconds` seconds; a client's i-th
+    request carries `headers[i % len(headers)]` (a multi-model endpoint's TargetModel, spread over its models)."""
     result, lock = LoadResult(concurrency), threading.Lock()
     budget, deadline = [max_requests], [float("inf")]  # the clock starts once every client is connected
 
@@ -73,10 +75,10 @@ def closed_loop(url: str, bodies: Sequence[bytes], content_type: str, concurrenc
 
     def worker(offset: int) -> None:
         client, i = Client(url), offset
-        timed_invoke(client, bodies[i % len(bodies)], content_type)  # connect + warm, not counted
+        timed_invoke(client, bodies[i % len(bodies)], content_type, headers[i % len(headers)])  # warm, not counted
         barrier.wait()
         while take():
-            seconds, ok = timed_invoke(client, bodies[i % len(bodies)], content_type)
+            seconds, ok = timed_invoke(client, bodies[i % len(bodies)], content_type, headers[i % len(headers)])
             with lock:
                 if ok:
                     result.latencies_s.append(seconds)

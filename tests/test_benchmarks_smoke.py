@@ -139,6 +139,42 @@ def test_the_load_generator_is_bounded_and_counts_errors(echo_server: str) -> No
         Client("http://example.com:80")
 
 
+def test_the_load_generator_spreads_requests_over_the_given_headers(echo_server: str, monkeypatch) -> None:
+    sent: list[str] = []
+    real_invoke = Client.invoke
+
+    def recording(self, body, content_type, headers=None):
+        sent.append((headers or {}).get("X-Amzn-SageMaker-Target-Model", ""))
+        return real_invoke(self, body, content_type, headers)
+
+    monkeypatch.setattr(Client, "invoke", recording)
+    spread = [{"X-Amzn-SageMaker-Target-Model": key} for key in ("v1.tar.gz", "v2.tar.gz", "v3.tar.gz")]
+    result = closed_loop(echo_server, [b"ok"], "text/plain", concurrency=1, max_requests=6, max_seconds=10,
+                         headers=spread)
+    assert len(result.latencies_s) == 6 and result.errors == 0
+    assert sent == ["v1.tar.gz"] + ["v1.tar.gz", "v2.tar.gz", "v3.tar.gz"] * 2  # the warm-up, then round-robin
+
+
+def test_multi_model_benchmark_publishes_three_versions_with_their_own_class_names(tmp_path) -> None:
+    import tarfile
+
+    from benchmarks.multi_model import KEYS, publish_versions
+
+    model = tmp_path / "model"
+    (model / "code").mkdir(parents=True)
+    (model / "code" / "inference.py").write_text("# handlers\n")
+    (model / "model.pth").write_bytes(b"w" * 100)
+    (model / "model_meta.json").write_text(json.dumps({"arch": "resnet18", "class_names": ["a", "b"]}))
+    size = publish_versions(model, tmp_path / "prefix")
+    assert size == sum(p.stat().st_size for p in model.rglob("*") if p.is_file())
+    for number, key in enumerate(KEYS, start=1):
+        with tarfile.open(tmp_path / "prefix" / key) as tar:
+            assert sorted(tar.getnames()) == ["code/inference.py", "model.pth", "model_meta.json"]
+            meta = json.loads(tar.extractfile("model_meta.json").read())
+        assert meta == {"arch": "resnet18", "class_names": [f"v{number}-a", f"v{number}-b"]}
+    assert sorted(p.name for p in (tmp_path / "prefix").iterdir()) == list(KEYS)
+
+
 def test_sample_digits_read_without_scikit_learn_match_load_digits() -> None:
     import numpy as np
     from sklearn.datasets import load_digits

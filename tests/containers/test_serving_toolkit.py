@@ -135,7 +135,8 @@ def test_in_multi_model_mode_each_published_model_loads_its_own_code_and_answers
     import shutil
 
     photo = encoded(Image.effect_noise((64, 48), 40).convert("RGB"), "PNG")
-    answers = {}
+    request = json.dumps([{"body": photo.decode("latin-1"), "headers": {"Content-Type": "image/png"}}])
+    workers = {}
     for key, classes in (("v1", ["cat", "dog", "fox"]), ("v2", ["oak", "elm", "ash"])):
         served = tmp_path / "opt_ml" / "models" / f"hash-{key}" / "model"
         shutil.copytree(model_dir, served)
@@ -143,12 +144,14 @@ def test_in_multi_model_mode_each_published_model_loads_its_own_code_and_answers
         (served / "model_meta.json").write_text(json.dumps({**meta, "class_names": classes}))
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         env.update(SAGEMAKER_MULTI_MODEL="true", SAGEMAKER_BASE_DIR=str(tmp_path / "opt_ml"))
-        done = subprocess.run([sys.executable, "-c", WORKER, str(served)], env=env, cwd=tmp_path,
-                              input=json.dumps([{"body": photo.decode("latin-1"),
-                                                 "headers": {"Content-Type": "image/png"}}]),
-                              capture_output=True, text=True, timeout=180)
-        assert done.returncode == 0, done.stderr[-4000:]
-        [answer] = json.loads(done.stdout.strip().splitlines()[-1])
+        workers[key] = subprocess.Popen([sys.executable, "-c", WORKER, str(served)], env=env, cwd=tmp_path,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True)  # both at once, as TorchServe runs one worker per model
+    answers = {}
+    for key, worker in workers.items():
+        stdout, stderr = worker.communicate(request, timeout=180)
+        assert worker.returncode == 0, stderr[-4000:]
+        [answer] = json.loads(stdout.strip().splitlines()[-1])
         assert answer["status"] == 200, answer
         answers[key] = {entry["label"] for entry in json.loads(answer["body"])["predictions"][0]["top_k"]}
     assert answers["v1"] <= {"cat", "dog", "fox"} and answers["v2"] <= {"oak", "elm", "ash"}, answers
