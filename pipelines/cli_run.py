@@ -47,8 +47,13 @@ def start(app: App, params: tuple[str, ...], wait: bool | None, as_json: bool) -
 
 def _print_invoke_hint(app: App) -> None:
     endpoint = app.config.project.endpoint_name
+    picked = ""
+    if app.config.deployment.mode == "multi-model":  # PublishModel published the newest version as v<version>
+        versions = [int(row["arn"].rsplit("/", 1)[-1]) for row in app.target().list_models()
+                    if row["arn"].rsplit("/", 1)[-1].isdigit()]
+        picked = f" --target-model v{max(versions)}.tar.gz" if versions else " --target-model KEY"
     console.print(f"\nThe endpoint [bold]{endpoint}[/bold] is live. Try it:\n"
-                  f"  python pipeline.py invoke --endpoint {endpoint} path/to/image.png\n"
+                  f"  python pipeline.py invoke --endpoint {endpoint}{picked} path/to/image.png\n"
                   f"  python pipeline.py endpoints")
 
 

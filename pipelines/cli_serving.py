@@ -123,11 +123,11 @@ def autoscale(app: App, endpoint_name: str | None, remove: bool, as_json: bool) 
         print_json(console, result)
         return
     if not result["applicable"]:
-        console.print(f"{name}: autoscaling {result['reason']}", highlight=False)
+        console.print(f"{name}: autoscaling {result['reason']}", highlight=False, markup=False)
         return
     if remove:
         removed = ", ".join(result["removed"]) or "none had a policy"
-        console.print(f"{name}: autoscaling removed from variants: {removed}", highlight=False)
+        console.print(f"{name}: autoscaling removed from variants: {removed}", highlight=False, markup=False)
         return
     for applied in result["applied"]:
         console.print(f"{name}/{applied['variant']}: {applied['min_instances']}..{applied['max_instances']} "
