@@ -231,10 +231,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     multi.add_argument("--multi-model", action="store_true", help="serve every archive under --model-dir by key")
     multi.add_argument("--model-prefix-url", default="", help="the S3 prefix --model-dir stands for (messages)")
     multi.add_argument("--cache-dir", type=Path, help="where loaded archives are unpacked")
-    multi.add_argument("--memory-budget-mb", type=int, default=4096, help="loaded models beyond it evict the LRU")
+    multi.add_argument("--memory-budget-mb", type=int, help="loaded models beyond it evict the LRU ([local] "
+                                                              "endpoint_memory_mb)")
     args = parser.parse_args(argv)
-    if args.multi_model and args.cache_dir is None:
-        parser.error("--multi-model needs --cache-dir")
+    if args.multi_model and (args.cache_dir is None or args.memory_budget_mb is None):
+        parser.error("--multi-model needs --cache-dir and --memory-budget-mb")
     return args
 
 

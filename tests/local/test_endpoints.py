@@ -31,6 +31,7 @@ from pipelines.local.deployment import (
     EndpointHandler,
     generated_model_name,
 )
+from pipelines.local.endpoints import SCHEMA as ENDPOINTS_SCHEMA
 from pipelines.local.endpoints import EndpointManager
 from pipelines.local.state import StateStore
 from pipelines.local.step_api import StepFailed, StepRun
@@ -177,6 +178,19 @@ def test_deployment_records_answer_like_the_service(workspace: Workspace, store:
     with pytest.raises(StepFailed, match='Could not find endpoint configuration "c2"'):
         EndpointHandler(workspace, store).run(step_run(workspace, "Endpoint", "Endpoint",
                                                        {"EndpointName": "e", "EndpointConfigName": "c2"}))
+
+
+def test_a_workspace_from_before_multi_model_endpoints_gets_the_column_and_keeps_its_rows(
+        workspace: Workspace, store: StateStore) -> None:
+    old_schema = re.sub(r"\n\s*multi_model_url TEXT,[^\n]*", "", ENDPOINTS_SCHEMA)
+    assert "multi_model_url" not in old_schema
+    store.execute_script(old_schema)
+    with store.transaction() as db:
+        db.execute("INSERT INTO endpoints (name, arn, config_name, model_dir, entry_point, environment, port, status, "
+                   "url, created, updated) VALUES ('old', 'arn', 'c', '/m', 'code/inference.py', '{}', 1, 'Failed', "
+                   "'http://127.0.0.1:1', 't', 't')")
+    [row] = EndpointManager(workspace, store).list()
+    assert (row["name"], row["mode"], row["status"]) == ("old", "SingleModel", "Failed")
 
 
 # ---------------------------------------------------------------------------------------------- live endpoints

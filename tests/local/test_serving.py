@@ -278,3 +278,12 @@ def test_the_server_listens_on_loopback_only() -> None:
     assert parse_args(["--model-dir", "m", "--port", "1"]).host == "127.0.0.1"
     with pytest.raises(SystemExit):
         parse_args(["--model-dir", "m", "--port", "1", "--host", "0.0.0.0"])
+
+
+def test_a_multi_model_server_is_told_its_cache_and_budget(capsys) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--model-dir", "m", "--port", "1", "--multi-model", "--cache-dir", "c"])
+    assert "--multi-model needs --cache-dir and --memory-budget-mb" in capsys.readouterr().err
+    args = parse_args(["--model-dir", "m", "--port", "1", "--multi-model", "--cache-dir", "c",
+                       "--memory-budget-mb", "64"])
+    assert (args.multi_model, args.memory_budget_mb) == (True, 64)
