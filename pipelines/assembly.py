@@ -29,6 +29,7 @@ from steps.evaluation import build_evaluation_step
 from steps.gate import build_condition_step, build_fail_step
 from steps.prepare_data import build_prepare_data_step
 from steps.registration import build_register_step, build_serving_model
+from steps.retry_policies import apply_retry_policies
 from steps.training import build_training_step
 from steps.tuning import build_tuning_step
 
@@ -63,6 +64,7 @@ def get_pipeline(config: PipelineConfig, session: PipelineSession) -> Pipeline:
     if config.batch.enabled:
         output = batch_output_uri(bucket, config.project.pipeline_name)
         deploy.append(build_batch_transform_step(config.batch, params, session, output, prepare, create_model))
+    apply_retry_policies([prepare, tune, train, evaluate, register, *deploy], config.retry)
     accuracy_too_low = build_fail_step(evaluate, report, params["AccuracyThreshold"])
     gate = build_condition_step(
         evaluate, report, params["AccuracyThreshold"], if_steps=[register, *deploy], else_steps=[accuracy_too_low]

@@ -40,6 +40,7 @@ from pipelines.config_schema import (
     PipelineConfig,
     ProjectConfig,
     RegistryConfig,
+    RetryConfig,
     RulesConfig,
     TrainingConfig,
     TuningConfig,
@@ -53,7 +54,7 @@ __all__ = [
     "RANGE_SCALINGS", "APPROVAL_STATUSES", "LOCAL_ROLE_ARN", "LOCAL_BUCKET", "bucket_and_role", "ConfigError",
     "ProjectConfig", "DataConfig", "InstancesConfig", "TrainingConfig", "HyperparameterRange", "TuningConfig",
     "EvaluationConfig", "RegistryConfig", "RulesConfig", "DebuggerConfig", "BatchConfig", "DeploymentConfig",
-    "LocalConfig", "DEPLOYMENT_MODES",
+    "RetryConfig", "LocalConfig", "DEPLOYMENT_MODES",
     "PipelineConfig",
     "SECTIONS", "env_var_name",
 ]

@@ -95,6 +95,7 @@ def check_config(config: PipelineConfig, origins: Mapping[str, str]) -> None:
         fail("batch.max_concurrent_transforms", "max_concurrent_transforms must be at least 1, got "
              f"{config.batch.max_concurrent_transforms}")
     _check_deployment(config, fail)
+    _check_retry(config, fail)
     _check_rule_names(config, origins)
     _check_profiler_rule_parameters(config, origins)
 
@@ -118,6 +119,18 @@ def _check_deployment(config: PipelineConfig, fail: Callable[[str, str], None]) 
     if config.local.endpoint_memory_mb < 1:
         fail("local.endpoint_memory_mb", f"endpoint_memory_mb must be at least 1 (MB), got "
              f"{config.local.endpoint_memory_mb}")
+
+
+def _check_retry(config: PipelineConfig, fail: Callable[[str, str], None]) -> None:
+    retry = config.retry
+    if not 1 <= retry.max_attempts <= 20:
+        fail("retry.max_attempts", f"max_attempts must be between 1 and 20 (SageMaker's limit), got "
+             f"{retry.max_attempts}")
+    if retry.interval_seconds < 1:
+        fail("retry.interval_seconds", f"interval_seconds must be at least 1, got {retry.interval_seconds}")
+    if retry.backoff_rate < 1:
+        fail("retry.backoff_rate", f"backoff_rate must be at least 1 (each retry waits as long or longer), got "
+             f"{retry.backoff_rate}")
 
 
 def _check_url_for_target(url: str, name: str, target: str, fail: Callable[[str], None]) -> bool:

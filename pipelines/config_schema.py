@@ -162,6 +162,16 @@ class DeploymentConfig:
 
 
 @dataclass(frozen=True)
+class RetryConfig:
+    """The RetryPolicies every job step (and RegisterModel, CreateModel) carries."""
+
+    enabled: bool
+    max_attempts: int  # retries after the first try, per policy (SageMaker: 1..20)
+    interval_seconds: int  # before the first retry; each next one waits backoff_rate times longer
+    backoff_rate: float
+
+
+@dataclass(frozen=True)
 class LocalConfig:
     workspace: str
     # What a local multi-model endpoint may fill with loaded models (on SageMaker: the instance's memory).
@@ -181,6 +191,7 @@ class PipelineConfig:
     profiler: RulesConfig
     batch: BatchConfig
     deployment: DeploymentConfig
+    retry: RetryConfig
     local: LocalConfig
     source: str = str(DEFAULTS_FILE)
 

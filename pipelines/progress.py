@@ -41,7 +41,8 @@ def execution_table(summary: ExecutionSummary) -> Table:
     for column in ("step", "type", "status", "time", "detail"):
         table.add_column(column, overflow="fold")
     for step in summary.steps or []:
-        detail = step.failure_reason or _detail_text(step.details)
+        detail = "; ".join(part for part in (_retry_text(step.details), step.failure_reason or
+                                             _detail_text(step.details)) if part)
         table.add_row(step.name, step.type, _styled(step.status), _elapsed(step.started, step.ended), detail)
     if summary.steps is None:
         table.add_row("(this target does not list steps)", "", "", "", "")
@@ -54,6 +55,15 @@ def _short(value: Any) -> str:
         return f"{float(text):.4g}" if "." in text or "e" in text.lower() else text
     except ValueError:
         return text
+
+
+def _retry_text(details: dict[str, Any]) -> str:
+    """"attempt 3 (retried after SageMaker.CAPACITY_ERROR)" for a step its RetryPolicies ran again."""
+    retries = details.get("Retries")
+    if not isinstance(retries, list) or not retries:
+        return ""
+    kinds = ", ".join(sorted({str(retry.get("ExceptionType")) for retry in retries}))
+    return f"attempt {details.get('AttemptCount', len(retries) + 1)} (retried after {kinds})"
 
 
 def _detail_text(details: dict[str, Any]) -> str:

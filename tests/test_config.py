@@ -273,12 +273,18 @@ def test_range_that_is_not_a_table_is_refused(tmp_path: Path) -> None:
          "scale_in_cooldown_s must be 0 or more seconds, got -5"),
         ({"PIPELINE_LOCAL_ENDPOINT_MEMORY_MB": "0"}, "PIPELINE_LOCAL_ENDPOINT_MEMORY_MB",
          "endpoint_memory_mb must be at least 1 (MB), got 0"),
+        ({"PIPELINE_RETRY_MAX_ATTEMPTS": "21"}, "PIPELINE_RETRY_MAX_ATTEMPTS",
+         "max_attempts must be between 1 and 20 (SageMaker's limit), got 21"),
+        ({"PIPELINE_RETRY_INTERVAL_SECONDS": "0"}, "PIPELINE_RETRY_INTERVAL_SECONDS",
+         "interval_seconds must be at least 1, got 0"),
+        ({"PIPELINE_RETRY_BACKOFF_RATE": "0.5"}, "PIPELINE_RETRY_BACKOFF_RATE", "backoff_rate must be at least 1"),
     ],
     ids=["fractions-sum-1", "fractions-over-1", "val-over-1", "no-test-split", "parallel-over-max",
          "parallel-zero", "bad-strategy", "grid-with-numeric-ranges", "bad-early-stopping", "bad-approval",
          "threshold-over-1", "negative-image-size", "spot-wait-below-run", "batch-payload-over-100",
          "batch-no-concurrency", "bad-deployment-mode", "no-min-instances", "max-below-min", "no-target",
-         "negative-cooldown", "no-endpoint-memory"],
+         "negative-cooldown", "no-endpoint-memory", "retry-attempts-over-20", "retry-no-interval",
+         "retry-backoff-below-1"],
 )
 def test_inconsistent_values_are_refused_naming_their_origin(environ: dict, where: str, message: str) -> None:
     refused(f"{where}: [", overrides=SAGEMAKER, environ=environ)

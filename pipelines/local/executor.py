@@ -15,8 +15,9 @@ Before a step runs its arguments are resolved and checked with botocore (`check_
 would refuse fails the step with `ValidationException: <botocore's words>`. After a Processing step succeeds its
 PropertyFiles are read from the workspace. The first failed step fails the execution: steps already running finish,
 nothing new starts. Ctrl-C (KeyboardInterrupt) sets every running step's `cancelled` event and marks the execution
-Stopped. Every transition is one StateStore transaction, so a crash loses nothing recorded; `retry` re-runs the
-steps that did not succeed, with the properties and property files of those that did.
+Stopped. A job failure a step's RetryPolicies name is retried in the step's thread (`retry_policies`), each retry
+recorded on the step. Every transition is one StateStore transaction, so a crash loses nothing recorded; `retry`
+re-runs the steps that did not succeed, with the properties and property files of those that did.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any
 
 from pipelines.local.dag import DefinitionError, StepNode, build_graph
 from pipelines.local.expressions import ExecutionContext, ExpressionError, evaluate_conditions, resolve, to_text
+from pipelines.local.retry_policies import run_with_retries, step_policies
 from pipelines.local.state import ExecutionRecord, StateStore, process_identity
 from pipelines.local.step_api import StepFailed, StepHandler, StepRun
 from pipelines.local.workspace import Workspace
@@ -65,6 +67,7 @@ class StepEvent:
     property_files: dict[str, Any] = field(default_factory=dict)
     failure: str | None = None
     progress: dict[str, Any] | None = None
+    retry: dict[str, Any] | None = None  # a failure its RetryPolicies retry: the step goes on
 
 
 class CpuPool:
@@ -243,7 +246,8 @@ class ExecutionRun:
     def _run_handler(self, node: StepNode, handler: StepHandler, run: StepRun) -> None:
         """Handler thread: never touches shared state, only reports through the queue."""
         try:
-            properties = handler.run(run)
+            properties = run_with_retries(handler, run, step_policies(node.step),
+                                          lambda retry: self.events.put(StepEvent(node.name, retry=retry)))
             if not isinstance(properties, dict):
                 raise StepFailed(f"InternalError: the {node.type} handler returned {type(properties).__name__}")
             files = read_property_files(node, properties, run.arguments, self.executor.workspace)
@@ -255,6 +259,10 @@ class ExecutionRun:
             self.events.put(StepEvent(node.name, failure=f"InternalError: {type(err).__name__}: {err}"))
 
     def _handle(self, event: StepEvent) -> None:
+        if event.retry is not None:
+            self.store.record_retry(self.record.id, event.name, self.attempt, event.retry)
+            self._changed()
+            return
         if event.progress is not None:
             if self.state.get(event.name) == "Executing":
                 self.store.step_progress(self.record.id, event.name, self.attempt, event.progress)

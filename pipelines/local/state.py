@@ -78,6 +78,7 @@ CREATE TABLE IF NOT EXISTS steps (
     properties TEXT,                   -- Describe*-shaped; while Executing, the step's live progress
     property_files TEXT,               -- {PropertyFileName: parsed JSON}, for JsonGet after a retry
     cache TEXT,                        -- reserved for step caching (CacheConfig); unused locally
+    retries TEXT,                      -- JSON list: each failure its RetryPolicies retried (AttemptCount = 1 + len)
     PRIMARY KEY (execution_id, name, attempt)
 );
 """
@@ -137,12 +138,19 @@ class StepRecord:
     properties: dict[str, Any] | None
     property_files: dict[str, Any] | None
     cache: dict[str, Any] | None
+    retries: list[dict[str, Any]] | None = None
+
+    @property
+    def attempt_count(self) -> int:
+        """Runs of the step in this execution attempt: the first, plus one per retry (ListPipelineExecutionSteps'
+        AttemptCount)."""
+        return 1 + len(self.retries or [])
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> StepRecord:
         values = dict(row)
-        for key in ("properties", "property_files", "cache"):
-            values[key] = _loads(values[key])
+        for key in ("properties", "property_files", "cache", "retries"):
+            values[key] = _loads(values.get(key))
         return cls(**values)
 
 
@@ -188,6 +196,14 @@ class StateStore:
             self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable on process crash
             self._db.execute("PRAGMA foreign_keys=ON")
         self.execute_script(SCHEMA)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """A workspace from an older version keeps its rows and gets the columns added since."""
+        with self._lock:
+            columns = {row["name"] for row in self._db.execute("PRAGMA table_info(steps)")}
+            if "retries" not in columns:
+                self._db.execute("ALTER TABLE steps ADD COLUMN retries TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -310,6 +326,15 @@ class StateStore:
         with self.transaction() as db:
             db.execute("UPDATE steps SET properties = ? WHERE execution_id = ? AND name = ? AND attempt = ?",
                        (json.dumps(progress, default=str), execution_id, name, attempt))
+
+    def record_retry(self, execution_id: str, name: str, attempt: int, retry: dict[str, Any]) -> None:
+        """Appends one retried failure to the step's record."""
+        with self.transaction() as db:
+            row = db.execute("SELECT retries FROM steps WHERE execution_id = ? AND name = ? AND attempt = ?",
+                             (execution_id, name, attempt)).fetchone()
+            retries = [*(_loads(row["retries"]) or []), retry] if row is not None else [retry]
+            db.execute("UPDATE steps SET retries = ? WHERE execution_id = ? AND name = ? AND attempt = ?",
+                       (json.dumps(retries, default=str), execution_id, name, attempt))
 
     def finish_step(self, execution_id: str, name: str, attempt: int, status: str, *,
                     failure_reason: str | None = None, properties: dict[str, Any] | None = None,

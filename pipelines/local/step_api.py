@@ -16,11 +16,13 @@ from pipelines.local.workspace import Workspace
 
 
 class StepFailed(Exception):
-    """The step failed; `reason` is what `status` shows as FailureReason."""
+    """The step failed; `reason` is what `status` shows as FailureReason. `exception_type` is the SageMaker type of
+    a failure a RetryPolicy can name (`SageMaker.CAPACITY_ERROR`, `Step.THROTTLING`, ...; see retry_policies)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, exception_type: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.exception_type = exception_type
 
 
 @dataclass

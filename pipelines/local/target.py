@@ -366,9 +366,10 @@ def step_summary(step: StepRecord) -> StepSummary:
 def step_details(step: StepRecord) -> dict[str, Any]:
     """The facts worth a glance: live progress while running; after, what the step made and how it went."""
     properties = step.properties or {}
+    retried = {"AttemptCount": step.attempt_count, "Retries": step.retries} if step.retries else {}
     if step.status == "Executing":
-        return dict(properties)
-    details: dict[str, Any] = {}
+        return {**properties, **retried}
+    details: dict[str, Any] = dict(retried)
     for key in ("ProcessingJobName", "TrainingJobName", "HyperParameterTuningJobName", "TransformJobName",
                 "ModelPackageArn", "ModelApprovalStatus", "ModelName", "EndpointConfigName", "EndpointName",
                 "EndpointStatus", "Outcome"):

@@ -37,6 +37,8 @@ class Behaviour:
     accuracy: float = 0.95
     sleeps: dict[str, float] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
+    # step -> [(exception type, reason), ...]: its first runs fail so, one each (what RetryPolicies retry)
+    typed_failures: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -100,6 +102,11 @@ class FakeHandler:
         call.ended = time.monotonic()
         if run.step_name in self.behaviour.failures:
             raise StepFailed(self.behaviour.failures[run.step_name])
+        with self.behaviour.lock:
+            pending = self.behaviour.typed_failures.get(run.step_name) or []
+            injected = pending.pop(0) if pending else None
+        if injected is not None:
+            raise StepFailed(injected[1], exception_type=injected[0])
         if run.step_name == "EvaluateModel":
             write_evaluation(run, self.behaviour.accuracy)
         return DESCRIBE[self.step_type](run)

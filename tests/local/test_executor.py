@@ -245,6 +245,59 @@ def test_first_failure_stops_new_steps_while_running_ones_finish(tmp_path):
     assert statuses == {"Slow": "Succeeded", "Bad": "Failed"}
 
 
+def test_an_injected_capacity_error_is_retried_by_the_real_definitions_policy_and_the_execution_succeeds(
+        tmp_path, real_definition):
+    capacity = ("SageMaker.CAPACITY_ERROR", "CapacityError: Unable to provision requested ML compute capacity.")
+    harness = Harness(tmp_path, real_definition, Behaviour(typed_failures={"TrainModel": [capacity]}))
+    lines: list[tuple[str, str]] = []
+    harness.executor.on_log = lambda step, line: lines.append((step, line))
+    execution = harness.run()
+    assert (execution.status, execution.failure_reason) == ("Succeeded", None)
+    train = harness.steps()["TrainModel"]
+    assert train.status == "Succeeded" and train.attempt_count == 2
+    [retry] = train.retries
+    local_interval = load_config(environ={}).retry.interval_seconds
+    assert retry == {"Attempt": 1, "ExceptionType": "SageMaker.CAPACITY_ERROR", "FailureReason": capacity[1],
+                     "RetryAfterSeconds": local_interval}
+    assert [call.step for call in harness.behaviour.calls].count("TrainModel") == 2
+    assert ("TrainModel", f"attempt 1 failed with SageMaker.CAPACITY_ERROR: {capacity[1]}; retrying in "
+            f"{local_interval:g} s (RetryPolicies: SageMaker.RESOURCE_LIMIT, SageMaker.CAPACITY_ERROR, "
+            "SageMaker.JOB_INTERNAL_ERROR, up to 3 retries)") in lines
+
+
+def retried_processing(name: str, policies: list[dict]) -> dict:
+    return {**processing(name), "RetryPolicies": policies}
+
+
+FAST_CAPACITY = {"ExceptionType": ["SageMaker.CAPACITY_ERROR", "SageMaker.JOB_INTERNAL_ERROR"],
+                 "IntervalSeconds": 0.01, "BackoffRate": 2.0, "MaxAttempts": 2}
+
+
+def test_retries_stop_at_max_attempts_and_the_step_fails_with_the_last_reason(tmp_path):
+    failures = [("SageMaker.CAPACITY_ERROR", f"CapacityError {n}") for n in (1, 2, 3)]
+    harness = Harness(tmp_path, definition(retried_processing("A", [FAST_CAPACITY])),
+                      Behaviour(typed_failures={"A": failures}))
+    execution = harness.run()
+    assert execution.status == "Failed" and execution.failure_reason.endswith("failed: CapacityError 3")
+    step = harness.steps()["A"]
+    assert (step.attempt_count, [r["RetryAfterSeconds"] for r in step.retries]) == (3, [0.01, 0.02])
+
+
+def test_a_failure_no_policy_names_is_not_retried(tmp_path):
+    for kind, reason in (("SageMaker.RESOURCE_LIMIT", "ResourceLimitExceeded"), (None, "AlgorithmError: boom")):
+        harness = Harness(tmp_path / str(kind), definition(retried_processing("A", [FAST_CAPACITY])),
+                          Behaviour(typed_failures={"A": [(kind, reason)]}))
+        execution = harness.run()
+        assert execution.status == "Failed" and execution.failure_reason.endswith(f"failed: {reason}")
+        assert harness.steps()["A"].attempt_count == 1 and harness.steps()["A"].retries is None
+
+
+def test_a_step_without_policies_fails_at_its_first_typed_failure(tmp_path):
+    harness = Harness(tmp_path, definition(processing("A")),
+                      Behaviour(typed_failures={"A": [("SageMaker.CAPACITY_ERROR", "CapacityError")]}))
+    assert harness.run().status == "Failed" and harness.steps()["A"].attempt_count == 1
+
+
 def test_handler_bugs_and_unresolvable_references_fail_the_step(tmp_path):
     class Broken:
         def run(self, run):

@@ -593,8 +593,27 @@ def test_multi_model_mode_publishes_the_registered_version_under_the_prefix_the_
     assert multi_model.args("BatchTransform")["ModelName"] == {"Get": "Steps.ServingModel-CreateModel.ModelName"}
 
 
-def test_multi_model_mode_without_batch_creates_no_single_model(cloud_config: PipelineConfig) -> None:
-    built = build(cloud_config.replace("deployment", mode="multi-model").replace("batch", enabled=False))
+def test_multi_model_mode_without_batch_creates_no_single_model_and_retry_off_leaves_no_policies(
+        cloud_config: PipelineConfig) -> None:
+    config = cloud_config.replace("deployment", mode="multi-model").replace("batch", enabled=False)
+    built = build(config.replace("retry", enabled=False))  # one build for both: a build costs seconds
     names = [name for name, _ in names_and_types(built.definition["Steps"][-1]["Arguments"]["IfSteps"])]
     assert names == ["ImageClassifier-RegisterModel", "PublishModel", "MultiModel-CreateModel", "EndpointConfig",
                      "Endpoint"]
+    assert not any("RetryPolicies" in step for step in iter_steps(built.definition["Steps"]))
+
+
+def test_every_step_that_takes_retry_policies_gets_the_ones_that_fit_it(either: Built) -> None:
+    retry = either.config.retry
+    timing = {"IntervalSeconds": retry.interval_seconds, "BackoffRate": retry.backoff_rate,
+              "MaxAttempts": retry.max_attempts}
+    service = {"ExceptionType": ["Step.SERVICE_FAULT", "Step.THROTTLING"], **timing}
+    jobs = {"ExceptionType": ["SageMaker.RESOURCE_LIMIT", "SageMaker.CAPACITY_ERROR",
+                              "SageMaker.JOB_INTERNAL_ERROR"], **timing}
+    tuning = {**jobs, "ExceptionType": ["SageMaker.RESOURCE_LIMIT", "SageMaker.CAPACITY_ERROR"]}
+    policies = {step["Name"]: step.get("RetryPolicies") for step in iter_steps(either.definition["Steps"])}
+    assert policies == {
+        "PrepareData": [service, jobs], "TuneHyperparameters": [service, tuning], "TrainModel": [service, jobs],
+        "EvaluateModel": [service, jobs], "CheckAccuracy": None, "ImageClassifier-RegisterModel": [service],
+        "ServingModel-CreateModel": [service], "EndpointConfig": None, "Endpoint": None,
+        "BatchTransform": [service, jobs], "AccuracyTooLow": None}
