@@ -16,21 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import REPO_ROOT, Result, Table, clean_env, python
+from pipelines.step_cache import CACHE_KEY_ATTRIBUTES, pick
 
 ROLE = "arn:aws:iam::123456789012:role/BenchmarkOnly"
 BUCKET = "benchmark-bucket-nothing-is-sent"
 SERVICE_MAX_RUNTIME_S = 86400  # a processing job without StoppingCondition: the service's default bound
-# https://docs.aws.amazon.com/sagemaker/latest/dg/pipelines-default-keys.html
-CACHE_KEYS: dict[str, tuple[str, ...]] = {
-    "Processing": ("AppSpecification", "Environment", "ProcessingInputs"),
-    "Training": ("AlgorithmSpecification", "CheckpointConfig", "DebugHookConfig", "DebugRuleConfigurations",
-                 "Environment", "HyperParameters", "InputDataConfig"),
-    "Tuning": ("HyperParameterTuningJobConfig", "TrainingJobDefinition.AlgorithmSpecification",
-               "TrainingJobDefinition.HyperParameterRanges", "TrainingJobDefinition.InputDataConfig",
-               "TrainingJobDefinition.StaticHyperParameters", "TrainingJobDefinition.TuningObjective",
-               "TrainingJobDefinitions"),
-}
-
+# The step types the pipeline gives a CacheConfig (a Transform would never hit: its model is new every run).
+CACHE_KEYS = {kind: keys for kind, keys in CACHE_KEY_ATTRIBUTES.items() if kind != "Transform"}
 
 # ---------------------------------------------------------------------------------------------- the definition
 def build_definitions(workdir: Path, seeds: tuple[int, ...] = (1, 2)) -> list[dict[str, Any]]:
@@ -131,13 +123,6 @@ def repack_check(definition: dict[str, Any]) -> dict[str, Any]:
             "model_data_from": sources,
             "code_inside_artifact": all(c.get("Environment", {}).get("SAGEMAKER_SUBMIT_DIRECTORY") ==
                                         "/opt/ml/model/code" for c in containers)}
-
-
-def pick(arguments: dict[str, Any], path: str) -> Any:
-    value: Any = arguments
-    for part in path.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:

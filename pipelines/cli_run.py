@@ -29,8 +29,10 @@ def _finish(summary: ExecutionSummary, as_json: bool) -> None:
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="override a pipeline parameter")
 @click.option("--wait/--no-wait", default=None, help="follow the execution to its end (default: local waits)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object: ARN, status, failure, steps")
+@click.option("--no-cache", is_flag=True, help="run every step, even one whose CacheConfig would reuse an earlier "
+                                               "result (local target)")
 @click.pass_obj
-def start(app: App, params: tuple[str, ...], wait: bool | None, as_json: bool) -> None:
+def start(app: App, params: tuple[str, ...], wait: bool | None, as_json: bool, no_cache: bool) -> None:
     """Start an execution; with --wait, exit non-zero if it fails."""
     from pipelines.parameters import split_parameter_pairs
     from pipelines.progress import LiveExecutionView
@@ -39,7 +41,7 @@ def start(app: App, params: tuple[str, ...], wait: bool | None, as_json: bool) -
     wait = app.is_local if wait is None else wait
     target = app.target()
     with LiveExecutionView(err_console, enabled=wait and not as_json) as view:
-        summary = target.start(parameters, wait=wait, on_progress=view.update)
+        summary = target.start(parameters, wait=wait, on_progress=view.update, use_cache=not no_cache)
     _finish(summary, as_json)
     if app.is_local and summary.status == "Succeeded" and not as_json:
         _print_invoke_hint(app)

@@ -116,7 +116,12 @@ class SageMakerTarget:
                     raise
             return self.client.update_pipeline(**request)["PipelineArn"]
 
-    def start(self, parameters: dict[str, Any], wait: bool, on_progress: ProgressCallback | None) -> ExecutionSummary:
+    def start(self, parameters: dict[str, Any], wait: bool, on_progress: ProgressCallback | None,
+              use_cache: bool = True) -> ExecutionSummary:
+        if not use_cache:
+            raise TargetError("--no-cache works on the local target only: StartPipelineExecution has no switch for "
+                              "step caching, SageMaker reuses a step whenever its CacheConfig allows. Change an "
+                              "input (a --param) or the step's code to make it run again")
         with aws_errors(f"start of pipeline {self.pipeline_name}"):
             stored = self.client.describe_pipeline(PipelineName=self.pipeline_name)["PipelineDefinition"]
             # Checked against the definition that will run (the service only says "invalid" of a bad value).
@@ -182,7 +187,8 @@ class SageMakerTarget:
                 failure_reason=_failure(s),
                 started=_iso(s.get("StartTime")),
                 ended=_iso(s.get("EndTime")),
-                details={"metadata": s.get("Metadata", {})},
+                details={"metadata": s.get("Metadata", {}),
+                         **{key: s[key] for key in ("CacheHitResult", "AttemptCount") if key in s}},
             )
             for s in reversed(raw)
         ]

@@ -69,6 +69,9 @@ def _retry_text(details: dict[str, Any]) -> str:
 def _detail_text(details: dict[str, Any]) -> str:
     """One line a person reads at a glance; `--json` carries every detail."""
     parts = []
+    hit = details.get("CacheHitResult")
+    if isinstance(hit, dict):
+        parts.append(f"cache hit: {str(hit.get('SourcePipelineExecutionArn', '')).rsplit('/', 1)[-1]}'s result")
     best = details.get("BestTrainingJob")
     if isinstance(best, dict):
         tuned = " ".join(f"{k}={_short(v)}" for k, v in best.get("TunedHyperParameters", {}).items())

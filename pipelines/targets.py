@@ -33,7 +33,9 @@ class Target(Protocol):
         """Stores the recorded code, then creates or updates the pipeline; returns its ARN."""
         ...
 
-    def start(self, parameters: dict[str, Any], wait: bool, on_progress: ProgressCallback | None) -> ExecutionSummary:
+    def start(self, parameters: dict[str, Any], wait: bool, on_progress: ProgressCallback | None,
+              use_cache: bool = True) -> ExecutionSummary:
+        """Starts an execution; `use_cache=False` runs every step even where its CacheConfig would reuse one."""
         ...
 
     def describe_execution(self, arn: str | None) -> ExecutionSummary:

@@ -240,3 +240,10 @@ def test_invoke_sends_target_model_only_when_one_is_named(config, tmp_path: Path
         assert target.invoke("mm", [image])[0]["response"] == '{"predictions": []}'
         assert target.invoke("mm", [image], target_model="v3.tar.gz")[0]["file"] == str(image)
         stub.assert_no_pending_responses()
+
+
+def test_start_no_cache_on_sagemaker_says_why_it_cannot(config) -> None:
+    target = SageMakerTarget(config, boto3.Session(region_name=REGION))
+    with pytest.raises(TargetError, match="--no-cache works on the local target only: StartPipelineExecution has no "
+                                          "switch for step caching"):
+        target.start({}, wait=False, on_progress=None, use_cache=False)

@@ -16,7 +16,8 @@ would refuse fails the step with `ValidationException: <botocore's words>`. Afte
 PropertyFiles are read from the workspace. The first failed step fails the execution: steps already running finish,
 nothing new starts. Ctrl-C (KeyboardInterrupt) sets every running step's `cancelled` event and marks the execution
 Stopped. A job failure a step's RetryPolicies name is retried in the step's thread (`retry_policies`), each retry
-recorded on the step. Every transition is one StateStore transaction, so a crash loses nothing recorded; `retry`
+recorded on the step. A step with CacheConfig whose key matches an earlier success is not run (`step_reuse`).
+Every transition is one StateStore transaction, so a crash loses nothing recorded; `retry`
 re-runs the steps that did not succeed, with the properties and property files of those that did.
 """
 
@@ -37,6 +38,7 @@ from pipelines.local.expressions import ExecutionContext, ExpressionError, evalu
 from pipelines.local.retry_policies import run_with_retries, step_policies
 from pipelines.local.state import ExecutionRecord, StateStore, process_identity
 from pipelines.local.step_api import StepFailed, StepHandler, StepRun
+from pipelines.local.step_reuse import StepReuse
 from pipelines.local.workspace import Workspace
 from pipelines.validation import STEP_REQUESTS, check_request
 
@@ -134,6 +136,7 @@ class ExecutionRun:
         self.cpu = CpuPool(executor.cpu_budget)
         self.failure: str | None = None
         self.stopping = False
+        self.reuse = StepReuse(self.store, record.pipeline, record.use_cache)
 
     def execute(self) -> str:
         self.store.claim_execution(self.record.id, *process_identity())
@@ -217,7 +220,14 @@ class ExecutionRun:
                 message = to_text(resolve(node.step.get("Arguments", {}).get("ErrorMessage", ""), self.context))
                 self._failed(node, message, execution_reason=message)
             else:
-                self._start_job(node, resolve(node.step.get("Arguments", {}), self.context), cores)
+                arguments = resolve(node.step.get("Arguments", {}), self.context)
+                cached = self.reuse.lookup(node.step, arguments)
+                if cached is not None:
+                    self.cpu.release(cores)
+                    self._succeeded(node, cached.properties, cached.property_files, cached.cache)
+                    self._logger(node.name)(f"cache hit: the result of {cached.source_execution_arn}, reused")
+                    return
+                self._start_job(node, arguments, cores)
         except ExpressionError as err:
             self.cpu.release(cores)
             self._failed(node, str(err))
@@ -278,12 +288,13 @@ class ExecutionRun:
         else:
             self._failed(node, event.failure)
 
-    def _succeeded(self, node: StepNode, properties: dict[str, Any], files: dict[str, Any]) -> None:
+    def _succeeded(self, node: StepNode, properties: dict[str, Any], files: dict[str, Any],
+                   cache: dict[str, Any] | None = None) -> None:
         self.context.step_properties[node.name] = properties
         self.context.property_files[node.name] = files
         self.state[node.name] = "Succeeded"
         self.store.finish_step(self.record.id, node.name, self.attempt, "Succeeded", properties=properties,
-                               property_files=files)
+                               property_files=files, cache=cache or self.reuse.record(node.name))
         self._changed()
 
     def _failed(self, node: StepNode, reason: str, execution_reason: str | None = None) -> None:

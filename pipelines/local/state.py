@@ -63,7 +63,8 @@ CREATE TABLE IF NOT EXISTS executions (
     ended TEXT,
     engine_pid INTEGER,
     engine_started REAL,               -- psutil create_time of engine_pid: tells a reused pid apart
-    attempt INTEGER NOT NULL DEFAULT 1
+    attempt INTEGER NOT NULL DEFAULT 1,
+    use_cache INTEGER NOT NULL DEFAULT 1  -- 0: `start --no-cache`, every step runs whatever its CacheConfig says
 );
 CREATE INDEX IF NOT EXISTS executions_by_pipeline ON executions (pipeline, started);
 CREATE TABLE IF NOT EXISTS steps (
@@ -77,7 +78,7 @@ CREATE TABLE IF NOT EXISTS steps (
     ended TEXT,
     properties TEXT,                   -- Describe*-shaped; while Executing, the step's live progress
     property_files TEXT,               -- {PropertyFileName: parsed JSON}, for JsonGet after a retry
-    cache TEXT,                        -- reserved for step caching (CacheConfig); unused locally
+    cache TEXT,                        -- step caching: {"Key": ...}, and {"CacheHitResult": ...} when it was reused
     retries TEXT,                      -- JSON list: each failure its RetryPolicies retried (AttemptCount = 1 + len)
     PRIMARY KEY (execution_id, name, attempt)
 );
@@ -117,11 +118,13 @@ class ExecutionRecord:
     engine_pid: int | None
     engine_started: float | None
     attempt: int
+    use_cache: bool = True
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> ExecutionRecord:
         values = dict(row)
         values["parameters"] = _loads(values["parameters"]) or {}
+        values["use_cache"] = bool(values.get("use_cache", 1))
         return cls(**values)
 
 
@@ -204,6 +207,9 @@ class StateStore:
             columns = {row["name"] for row in self._db.execute("PRAGMA table_info(steps)")}
             if "retries" not in columns:
                 self._db.execute("ALTER TABLE steps ADD COLUMN retries TEXT")
+            columns = {row["name"] for row in self._db.execute("PRAGMA table_info(executions)")}
+            if "use_cache" not in columns:
+                self._db.execute("ALTER TABLE executions ADD COLUMN use_cache INTEGER NOT NULL DEFAULT 1")
 
     def close(self) -> None:
         with self._lock:
@@ -262,15 +268,15 @@ class StateStore:
 
     # ------------------------------------------------------------------------------------------ executions
     def create_execution(self, execution_id: str, arn: str, pipeline: PipelineRecord,
-                         parameters: dict[str, Any]) -> ExecutionRecord:
+                         parameters: dict[str, Any], use_cache: bool = True) -> ExecutionRecord:
         """A new execution, Executing, owned by this process until an engine claims it."""
         pid, started = process_identity()
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO executions (id, arn, pipeline, pipeline_arn, definition, status, parameters, started, "
-                "engine_pid, engine_started, attempt) VALUES (?, ?, ?, ?, ?, 'Executing', ?, ?, ?, ?, 1)",
+                "engine_pid, engine_started, attempt, use_cache) VALUES (?, ?, ?, ?, ?, 'Executing', ?, ?, ?, ?, 1, ?)",
                 (execution_id, arn, pipeline.name, pipeline.arn, pipeline.definition, json.dumps(parameters),
-                 utc_now(), pid, started),
+                 utc_now(), pid, started, int(use_cache)),
             )
         return self.get_execution(execution_id)  # type: ignore[return-value]
 
@@ -338,14 +344,30 @@ class StateStore:
 
     def finish_step(self, execution_id: str, name: str, attempt: int, status: str, *,
                     failure_reason: str | None = None, properties: dict[str, Any] | None = None,
-                    property_files: dict[str, Any] | None = None) -> None:
+                    property_files: dict[str, Any] | None = None, cache: dict[str, Any] | None = None) -> None:
         with self.transaction() as db:
             db.execute(
                 "UPDATE steps SET status = ?, failure_reason = ?, ended = ?, properties = COALESCE(?, properties), "
-                "property_files = ? WHERE execution_id = ? AND name = ? AND attempt = ?",
+                "property_files = ?, cache = ? WHERE execution_id = ? AND name = ? AND attempt = ?",
                 (status, failure_reason, utc_now(), json.dumps(properties, default=str) if properties else None,
-                 json.dumps(property_files) if property_files else None, execution_id, name, attempt),
+                 json.dumps(property_files) if property_files else None, json.dumps(cache) if cache else None,
+                 execution_id, name, attempt),
             )
+
+    def find_cached_step(self, pipeline: str, name: str, key: str, ended_after: str) -> tuple[StepRecord, str] | None:
+        """The newest Succeeded run of step `name` of `pipeline` with cache key `key` that ended after `ended_after`
+        (ISO 8601), with the ARN of the execution whose job made its result (a reused run points at its source)."""
+        rows = self.query(
+            "SELECT s.*, e.arn AS execution_arn FROM steps s JOIN executions e ON e.id = s.execution_id "
+            "WHERE e.pipeline = ? AND s.name = ? AND s.status = 'Succeeded' AND json_extract(s.cache, '$.Key') = ? "
+            "AND s.ended > ? ORDER BY s.ended DESC LIMIT 1", (pipeline, name, key, ended_after))
+        if not rows:
+            return None
+        values = dict(rows[0])
+        arn = values.pop("execution_arn")
+        step = StepRecord.from_row(values)  # type: ignore[arg-type]
+        source = ((step.cache or {}).get("CacheHitResult") or {}).get("SourcePipelineExecutionArn")
+        return step, source or arn
 
     def list_steps(self, execution_id: str) -> list[StepRecord]:
         """The latest attempt of each step that ran, in the order they started."""

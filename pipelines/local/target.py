@@ -103,7 +103,8 @@ class LocalTarget:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
 
-    def start(self, parameters: dict[str, Any], wait: bool, on_progress: ProgressCallback | None) -> ExecutionSummary:
+    def start(self, parameters: dict[str, Any], wait: bool, on_progress: ProgressCallback | None,
+              use_cache: bool = True) -> ExecutionSummary:
         pipeline = self._pipeline()
         try:
             values = coerce_parameters(json.loads(pipeline.definition).get("Parameters") or [], parameters or {})
@@ -112,7 +113,8 @@ class LocalTarget:
         self._seed_sample_dataset(values.get("InputDataUrl"), explicit="InputDataUrl" in (parameters or {}))
         executor = self._executor() if wait else None  # before the execution exists: an import error leaves none
         execution_id = new_execution_id()
-        self.store.create_execution(execution_id, f"{pipeline.arn}/execution/{execution_id}", pipeline, values)
+        self.store.create_execution(execution_id, f"{pipeline.arn}/execution/{execution_id}", pipeline, values,
+                                    use_cache)
         if executor is not None:
             return self._run_here(executor, execution_id, on_progress, retry=False)
         self._spawn_worker(execution_id)
@@ -370,6 +372,9 @@ def step_details(step: StepRecord) -> dict[str, Any]:
     if step.status == "Executing":
         return {**properties, **retried}
     details: dict[str, Any] = dict(retried)
+    hit = (step.cache or {}).get("CacheHitResult")
+    if hit:
+        details["CacheHitResult"] = hit
     for key in ("ProcessingJobName", "TrainingJobName", "HyperParameterTuningJobName", "TransformJobName",
                 "ModelPackageArn", "ModelApprovalStatus", "ModelName", "EndpointConfigName", "EndpointName",
                 "EndpointStatus", "Outcome"):

@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import tarfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -80,8 +81,13 @@ def tar_member(archive: bytes | None, name: str) -> bytes | None:
 class WorkspaceFiles:
     """The local target's workspace: `s3://` URIs are files under `<workspace>/s3/`."""
 
-    def __init__(self, workspace: Any, execution_id: str) -> None:
+    def __init__(self, workspace: Any, execution_id: str, cache_sources: Mapping[str, str] | None = None) -> None:
+        """`cache_sources`: step -> the execution whose job a cache hit reused (its job files are there)."""
         self.workspace, self.execution_id = workspace, execution_id
+        self.cache_sources = dict(cache_sources or {})
+
+    def _jobs_of(self, step: str) -> Path:
+        return self.workspace.jobs_root / self.cache_sources.get(step, self.execution_id) / step
 
     def _path(self, uri: str) -> Path | None:
         try:
@@ -101,10 +107,10 @@ class WorkspaceFiles:
         return [join_uri(prefix_uri, p.relative_to(root).as_posix()) for p in found]
 
     def job_file(self, step: str, job_name: str, relative: str) -> bytes | None:
-        return _read_file(self.workspace.jobs_root / self.execution_id / step / job_name / relative)
+        return _read_file(self._jobs_of(step) / job_name / relative)
 
     def job_names(self, step: str) -> builtins.list[str]:
-        folder = self.workspace.jobs_root / self.execution_id / step
+        folder = self._jobs_of(step)
         jobs = [p for p in folder.glob("*") if p.is_dir()] if folder.is_dir() else []
         return [p.name for p in sorted(jobs, key=lambda p: p.stat().st_mtime)]
 

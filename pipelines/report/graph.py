@@ -31,6 +31,7 @@ class StepFacts:
     failure_reason: str | None = None
     properties: dict[str, Any] = field(default_factory=dict)
     property_files: dict[str, Any] = field(default_factory=dict)
+    cache_hit_from: str | None = None  # the execution whose result a cache hit reused
 
 
 def step_nodes(definition: Mapping[str, Any] | None, runs: Mapping[str, StepFacts] | None,
@@ -91,6 +92,10 @@ def _fill(node: StepNode, run: StepFacts) -> None:
 def step_detail(run: StepFacts) -> str | None:
     """One line of what the step made or decided."""
     properties = run.properties or {}
+    if run.cache_hit_from:
+        made = next((properties[key] for key in ("HyperParameterTuningJobName", "TrainingJobName",
+                                                  "ProcessingJobName") if properties.get(key)), "its result")
+        return f"cache hit: {made} of execution {run.cache_hit_from.rsplit('/', 1)[-1]}"
     if "Outcome" in properties:
         return f"outcome: {str(properties['Outcome']).lower()}"
     if run.type == "RegisterModel" and properties.get("ModelPackageVersion") is not None:

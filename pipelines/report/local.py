@@ -21,14 +21,19 @@ def collect_local(target: Any, reference: str | None) -> ReportData:
     record = target.store.get_execution(summary.arn)
     if record is None:  # deleted between the two reads
         raise TargetError(f"execution {summary.arn} disappeared from the local workspace")
+    steps = target.store.list_steps(record.id)
+    hits = {step.name: hit["SourcePipelineExecutionArn"] for step in steps
+            if (hit := (step.cache or {}).get("CacheHitResult"))}
     runs = {step.name: StepFacts(name=step.name, type=step.type, status=step.status, started=step.started,
                                ended=step.ended, failure_reason=step.failure_reason,
-                               properties=step.properties or {}, property_files=step.property_files or {})
-            for step in target.store.list_steps(record.id)}
+                               properties=step.properties or {}, property_files=step.property_files or {},
+                               cache_hit_from=hits.get(step.name))
+            for step in steps}
     facts = ExecutionFacts(target="local", pipeline_name=record.pipeline, arn=record.arn, status=record.status,
                            failure_reason=record.failure_reason, started=record.started, ended=record.ended,
                            parameters=record.parameters, definition=_parse(record.definition), runs=runs)
-    return build_report(facts, LocalLookups(target, record.id))
+    sources = {name: arn.rsplit("/", 1)[-1] for name, arn in hits.items()}  # where the reused jobs' files are
+    return build_report(facts, LocalLookups(target, record.id, sources))
 
 
 def _parse(definition: str) -> dict[str, Any] | None:
@@ -40,9 +45,9 @@ def _parse(definition: str) -> dict[str, Any] | None:
 
 
 class LocalLookups:
-    def __init__(self, target: Any, execution_id: str) -> None:
+    def __init__(self, target: Any, execution_id: str, cache_sources: Mapping[str, str] | None = None) -> None:
         self.target = target
-        self.files = WorkspaceFiles(target.workspace, execution_id)
+        self.files = WorkspaceFiles(target.workspace, execution_id, cache_sources)
 
     def model_package(self, arn: str) -> Mapping[str, Any] | None:
         from pipelines.local.registry import ModelRegistry

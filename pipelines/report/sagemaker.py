@@ -108,7 +108,8 @@ class SageMakerCollector:
         return StepFacts(name=step["StepName"], type=types.get(step["StepName"]) or METADATA_TYPES.get(kind, kind),
                        status=step.get("StepStatus", ""), started=step.get("StartTime"), ended=step.get("EndTime"),
                        failure_reason=step.get("FailureReason") or None,
-                       properties=self.properties(kind, metadata.get(kind) or {}))
+                       properties=self.properties(kind, metadata.get(kind) or {}),
+                       cache_hit_from=(step.get("CacheHitResult") or {}).get("SourcePipelineExecutionArn"))
 
     def properties(self, kind: str, metadata: Mapping[str, Any]) -> dict[str, Any]:
         """The Describe* response of what the step made (its properties, as the local engine keeps them)."""

@@ -55,10 +55,10 @@ class Harness:
         self.store.upsert_pipeline("p", "arn:aws:sagemaker:us-east-1:000000000000:pipeline/p", json.dumps(definition),
                                    None)
 
-    def run(self, parameters: dict | None = None, execution_id: str = "exec00000001"):
+    def run(self, parameters: dict | None = None, execution_id: str = "exec00000001", use_cache: bool = True):
         pipeline = self.store.get_pipeline("p")
         self.store.create_execution(execution_id, f"{pipeline.arn}/execution/{execution_id}", pipeline,
-                                    parameters or {})
+                                    parameters or {}, use_cache)
         self.executor.run(execution_id)
         return self.execution(execution_id)
 
@@ -263,6 +263,62 @@ def test_an_injected_capacity_error_is_retried_by_the_real_definitions_policy_an
     assert ("TrainModel", f"attempt 1 failed with SageMaker.CAPACITY_ERROR: {capacity[1]}; retrying in "
             f"{local_interval:g} s (RetryPolicies: SageMaker.RESOURCE_LIMIT, SageMaker.CAPACITY_ERROR, "
             "SageMaker.JOB_INTERNAL_ERROR, up to 3 retries)") in lines
+
+
+def test_a_second_identical_run_reuses_every_cacheable_step_of_the_real_definition(tmp_path, real_definition):
+    harness = Harness(tmp_path, real_definition, Behaviour(accuracy=0.95))
+    assert harness.run().status == "Succeeded"
+    first = harness.steps()
+    calls = len(harness.behaviour.calls)
+    second = harness.run(execution_id="exec00000002")
+    assert (second.status, second.failure_reason) == ("Succeeded", None)
+    ran_again = [call.step for call in harness.behaviour.calls[calls:]]
+    cacheable = ["PrepareData", "TuneHyperparameters", "TrainModel", "EvaluateModel"]
+    assert not set(ran_again) & set(cacheable)  # no job of theirs ran: the gate read the reused evaluation.json
+    assert set(ran_again) == set(IF_BRANCH)  # RegisterModel, CreateModel, the endpoint take no CacheConfig;
+    steps = harness.steps("exec00000002")    # BatchTransform's model is new each run
+    for name in cacheable:
+        assert steps[name].cache["CacheHitResult"] == {"SourcePipelineExecutionArn": harness.execution().arn}
+        assert steps[name].cache["Key"] == first[name].cache["Key"]
+        assert steps[name].properties == first[name].properties
+    assert steps["EvaluateModel"].property_files == first["EvaluateModel"].property_files
+    assert steps["CheckAccuracy"].properties == {"Outcome": True}
+
+    third = harness.run(execution_id="exec00000003", use_cache=False)  # start --no-cache
+    assert third.status == "Succeeded"
+    assert all(harness.steps("exec00000003")[name].cache.get("CacheHitResult") is None for name in cacheable)
+    fourth = harness.run(execution_id="exec00000004")  # a hit on a hit names the run whose job made the result
+    assert fourth.status == "Succeeded"
+    assert harness.steps("exec00000004")["TrainModel"].cache["CacheHitResult"]["SourcePipelineExecutionArn"] == \
+        harness.execution("exec00000003").arn
+
+
+def cached_processing(name: str, expire_after: str = "P30D", **arguments) -> dict:
+    return {**processing(name, **arguments), "CacheConfig": {"Enabled": True, "ExpireAfter": expire_after}}
+
+
+def test_a_changed_input_an_expired_result_or_a_failed_run_is_not_reused(tmp_path):
+    data = {"Name": "Data", "Type": "String", "DefaultValue": "s3://b/one"}
+    inputs = [{"InputName": "in", "S3Input": {"S3Uri": {"Get": "Parameters.Data"}, "LocalPath": "/opt/ml/processing/in",
+                                              "S3DataType": "S3Prefix", "S3InputMode": "File"}}]
+    harness = Harness(tmp_path, definition(cached_processing("A", ProcessingInputs=inputs), parameters=[data]),
+                      Behaviour())
+    harness.run(execution_id="exec00000001")
+    harness.run(execution_id="exec00000002")
+    harness.run({"Data": "s3://b/two"}, execution_id="exec00000003")
+    assert [call.step for call in harness.behaviour.calls] == ["A", "A"]  # the second run reused the first
+    assert harness.steps("exec00000003")["A"].cache.get("CacheHitResult") is None
+
+    expired = Harness(tmp_path / "expired", definition(cached_processing("A", expire_after="PT0S")), Behaviour())
+    expired.run(execution_id="exec00000001")
+    expired.run(execution_id="exec00000002")
+    assert len(expired.behaviour.calls) == 2
+
+    failing = Harness(tmp_path / "failed", definition(cached_processing("A")),
+                      Behaviour(failures={"A": "AlgorithmError: boom"}))
+    failing.run(execution_id="exec00000001")
+    failing.behaviour.failures.clear()
+    assert failing.run(execution_id="exec00000002").status == "Succeeded" and len(failing.behaviour.calls) == 2
 
 
 def retried_processing(name: str, policies: list[dict]) -> dict:

@@ -342,3 +342,23 @@ def test_a_run_that_stopped_early_says_why_the_batch_section_is_empty(local_runs
     data = local_runs.target().report_data("badrun000001")
     assert data.batch is None
     assert data.missing["batch"] == "BatchTransform did not run: the execution failed before it"
+
+
+def test_a_cache_hit_reads_the_jobs_of_the_execution_it_reused_and_says_so(local_runs: LocalRuns) -> None:
+    local_runs.add_succeeded("goodrun00001")
+    store = local_runs.store
+    local_runs.add_execution("cachedrun001", "Succeeded", "2026-11-21")
+    source = f"{PIPELINE_ARN}/execution/goodrun00001"
+    for step in store.list_steps("goodrun00001"):
+        local_runs.add_step("cachedrun001", step.name, step.status, 0, step.properties,
+                            property_files=step.property_files)
+        if step.name in ("PrepareData", "TuneHyperparameters", "TrainModel", "EvaluateModel"):
+            with store.transaction() as db:
+                db.execute("UPDATE steps SET cache = ? WHERE execution_id = 'cachedrun001' AND name = ?",
+                           (json.dumps({"Key": "k", "CacheHitResult": {"SourcePipelineExecutionArn": source}}),
+                            step.name))
+    data = local_runs.target().report_data("cachedrun001")
+    steps = {s.name: s for s in data.steps}
+    assert steps["TrainModel"].detail == "cache hit: trainmodel-goodrun00001 of execution goodrun00001"
+    assert steps["CheckAccuracy"].detail == "outcome: true"  # not reused: evaluated again
+    assert data.training.curves.epochs == [1, 2, 3]  # the history.json of goodrun00001's job
