@@ -394,7 +394,17 @@ def test_retry_reruns_only_what_did_not_succeed(tmp_path, real_definition):
         harness.executor.retry("exec00000001")
 
 
-def test_ctrl_c_cancels_running_steps_and_stops_the_execution(tmp_path):
+@pytest.fixture()
+def python_sigint_handler():
+    """Python's own SIGINT handler, whatever an earlier test in this process left: interrupt_main() does nothing
+    when the handler is not Python's and calls any other one instead of raising KeyboardInterrupt (once, in CI on a
+    loaded machine, the interrupt was lost and the step slept its 30 s)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_cancels_running_steps_and_stops_the_execution(tmp_path, python_sigint_handler):
     behaviour = Behaviour(sleeps={"A": 30})
     harness = Harness(tmp_path, definition(processing("A"), processing("B", ["A"])), behaviour)
 
