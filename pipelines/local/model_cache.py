@@ -80,7 +80,7 @@ class ModelCache:
         self.entry_point = entry_point
         self.evictions = 0
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
-        self._lock = threading.Lock()  # only for `loaded` readers on another thread
+        self._lock = threading.Lock()  # the event loop reads (loaded_handlers, loaded) while the thread loads
 
     # ------------------------------------------------------------------------------------------ requests
     def loaded_handlers(self, key: str) -> InferenceHandlers | None:
