@@ -13,7 +13,9 @@ from sagemaker.workflow.pipeline import Pipeline
 from sagemaker.workflow.pipeline_context import PipelineSession
 
 from pipelines.assembly import get_pipeline
+from pipelines.cache_stability import stable_definition
 from pipelines.config import ConfigError, PipelineConfig, env_var_name
+from pipelines.s3_bridge import S3Bridge
 from pipelines.validation import Problem, validate_definition
 from steps.containers import SCRIPTS_DIR
 from steps.evaluation import REPORT_FILE
@@ -52,11 +54,16 @@ def sample_reports() -> dict[str, Any]:
     return {REPORT_FILE: json.loads(json.dumps(report))}
 
 
-def build_definition(config: PipelineConfig, session: PipelineSession) -> BuiltDefinition:
+def build_definition(config: PipelineConfig, session: PipelineSession, code: S3Bridge | None = None) -> BuiltDefinition:
+    """The checked definition, the same on every build of the same project (`cache_stability`); uploads recorded
+    in `code` that it no longer names are dropped."""
     if config.project.target == "sagemaker":
         require_cloud_settings(config)
     pipeline = get_pipeline(config, session)
-    text = pipeline.definition()
-    definition = json.loads(text)
+    definition = json.loads(pipeline.definition())
+    unused = stable_definition(definition)
+    if code is not None:
+        code.forget(unused)
+    text = json.dumps(definition)
     problems = validate_definition(definition, pipeline.name, len(text.encode()), sample_reports())
     return BuiltDefinition(pipeline, text, definition, problems)

@@ -67,7 +67,7 @@ class App:
         from pipelines.building import build_definition
         from pipelines.session import Uploads, build_pipeline_session
 
-        return build_definition(self.config, build_pipeline_session(self.config, Uploads.DISCARD, bridge=code))
+        return build_definition(self.config, build_pipeline_session(self.config, Uploads.DISCARD, bridge=code), code)
 
 
 def configure_logging(verbose: bool) -> None:

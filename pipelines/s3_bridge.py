@@ -96,6 +96,12 @@ class S3Bridge:
             put(bucket, key, data)
         return len(self.recorded)
 
+    def forget(self, uris: list[str]) -> None:
+        """Drops recorded objects the definition no longer names (they are not replayed)."""
+        for uri in uris:
+            bucket, _, key = uri.removeprefix("s3://").partition("/")
+            self.recorded.pop((bucket, key), None)
+
     def _write(self, params: dict[str, Any], data: bytes) -> dict[str, Any]:
         if self.record:
             self.recorded[(params["Bucket"], params["Key"])] = data
