@@ -81,10 +81,7 @@ class EndpointManager:
         self.ready_timeout = ready_timeout
         self.memory_budget_mb = memory_budget_mb
         store.execute_script(SCHEMA)
-        columns = {row["name"] for row in store.query("PRAGMA table_info(endpoints)")}
-        if "multi_model_url" not in columns:  # a workspace from before multi-model endpoints
-            with store.transaction() as db:
-                db.execute("ALTER TABLE endpoints ADD COLUMN multi_model_url TEXT")
+        store.add_missing_columns("endpoints", {"multi_model_url": "TEXT"})  # from before multi-model endpoints
 
     def endpoint_dir(self, name: str, config_name: str) -> Path:
         return self.workspace.endpoints_root / name / config_name

@@ -199,17 +199,17 @@ class StateStore:
             self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable on process crash
             self._db.execute("PRAGMA foreign_keys=ON")
         self.execute_script(SCHEMA)
-        self._add_missing_columns()
+        self.add_missing_columns("steps", {"retries": "TEXT"})
+        self.add_missing_columns("executions", {"use_cache": "INTEGER NOT NULL DEFAULT 1"})
 
-    def _add_missing_columns(self) -> None:
-        """A workspace from an older version keeps its rows and gets the columns added since."""
+    def add_missing_columns(self, table: str, columns: dict[str, str]) -> None:
+        """Adds each of `columns` (name -> SQL type) that `table` lacks: a workspace from an older version keeps its
+        rows and gets the columns added since (CREATE TABLE IF NOT EXISTS leaves an existing table as it was)."""
         with self._lock:
-            columns = {row["name"] for row in self._db.execute("PRAGMA table_info(steps)")}
-            if "retries" not in columns:
-                self._db.execute("ALTER TABLE steps ADD COLUMN retries TEXT")
-            columns = {row["name"] for row in self._db.execute("PRAGMA table_info(executions)")}
-            if "use_cache" not in columns:
-                self._db.execute("ALTER TABLE executions ADD COLUMN use_cache INTEGER NOT NULL DEFAULT 1")
+            present = {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for name, sql_type in columns.items():
+                if name not in present:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
 
     def close(self) -> None:
         with self._lock:
