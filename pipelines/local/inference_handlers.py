@@ -24,7 +24,8 @@ ENTRY_MODULE_PREFIX = "sagemaker_entry_point_"  # + a unique hex: each import is
 
 
 class HandlerError(Exception):
-    """A client error raised by the default handlers, shaped like the model's own `InferenceError`."""
+    """An error with the HTTP status it answers (the default handlers', a multi-model endpoint's), shaped like the
+    model's own `InferenceError`."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)

@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pipelines.local.container import extract_tar_gz
-from pipelines.local.inference_handlers import ENTRY_MODULE_PREFIX, InferenceHandlers
+from pipelines.local.inference_handlers import ENTRY_MODULE_PREFIX, HandlerError, InferenceHandlers
 from pipelines.local.step_api import StepFailed
 
 TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
@@ -36,13 +36,8 @@ MAX_KEY_LENGTH = 1024  # InvokeEndpoint's TargetModel limit
 MB = 1024 * 1024
 
 
-class TargetModelError(Exception):
+class TargetModelError(HandlerError):
     """A request's TargetModel cannot be served: `status` is the HTTP answer, the message says why."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass
