@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from sagemaker import image_uris
+from sagemaker.processing import ScriptProcessor
+from sagemaker.workflow.pipeline_context import PipelineSession
 
-from pipelines.config import PipelineConfig
+from pipelines.config import PipelineConfig, bucket_and_role
+from pipelines.parameters import PipelineParameters
 from pipelines.project_files import SCRIPTS_DIR as SCRIPTS_DIR  # the builders' code location, re-exported
 
 # The newest PyTorch pair the SDK (2.257) accepts for both training and inference images.
@@ -26,4 +29,20 @@ def pytorch_image_uri(config: PipelineConfig, instance_type: str, scope: str) ->
         py_version=PY_VERSION,
         instance_type=instance_type,
         image_scope=scope,
+    )
+
+
+def script_processor(config: PipelineConfig, params: PipelineParameters, session: PipelineSession,
+                     job_suffix: str) -> ScriptProcessor:
+    """`python3 <script>` in the PyTorch training image on one ProcessingInstanceType instance: what every
+    Processing step of the pipeline runs (PrepareData, EvaluateModel, PublishModel)."""
+    _, role = bucket_and_role(config)
+    return ScriptProcessor(
+        image_uri=pytorch_image_uri(config, config.instances.processing_type, "training"),
+        command=["python3"],
+        instance_type=params["ProcessingInstanceType"],
+        instance_count=1,
+        role=role,
+        base_job_name=f"{config.project.pipeline_name}-{job_suffix}",
+        sagemaker_session=session,
     )

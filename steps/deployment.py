@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sagemaker.model import Model
 from sagemaker.multidatamodel import MultiDataModel
-from sagemaker.processing import ProcessingInput, ProcessingOutput, ScriptProcessor
+from sagemaker.processing import ProcessingInput, ProcessingOutput
 from sagemaker.workflow.endpoint_step import EndpointConfigStep, EndpointStep
 from sagemaker.workflow.execution_variables import ExecutionVariables
 from sagemaker.workflow.functions import Join
@@ -17,9 +17,9 @@ from sagemaker.workflow.model_step import ModelStep
 from sagemaker.workflow.pipeline_context import PipelineSession
 from sagemaker.workflow.steps import ProcessingStep, TrainingStep
 
-from pipelines.config import PipelineConfig, bucket_and_role
+from pipelines.config import PipelineConfig
 from pipelines.parameters import PipelineParameters
-from steps.containers import PROCESSING_ROOT, SCRIPTS_DIR, pytorch_image_uri
+from steps.containers import PROCESSING_ROOT, SCRIPTS_DIR, script_processor
 from steps.registration import CREATE_MODEL_STEP
 
 ENDPOINT_CONFIG_STEP_NAME = "EndpointConfig"
@@ -38,16 +38,7 @@ def build_publish_step(
     config: PipelineConfig, params: PipelineParameters, session: PipelineSession, train: TrainingStep,
     register: ModelStep, prefix: str,
 ) -> ProcessingStep:
-    _, role = bucket_and_role(config)
-    processor = ScriptProcessor(
-        image_uri=pytorch_image_uri(config, config.instances.processing_type, "training"),
-        command=["python3"],
-        instance_type=params["ProcessingInstanceType"],
-        instance_count=1,
-        role=role,
-        base_job_name=f"{config.project.pipeline_name}-publish",
-        sagemaker_session=session,
-    )
+    processor = script_processor(config, params, session, "publish")
     step_args = processor.run(
         code=str(SCRIPTS_DIR / "publish_model.py"),
         inputs=[ProcessingInput(source=train.properties.ModelArtifacts.S3ModelArtifacts,

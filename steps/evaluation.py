@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sagemaker.processing import ProcessingInput, ProcessingOutput, ScriptProcessor
+from sagemaker.processing import ProcessingInput, ProcessingOutput
 from sagemaker.workflow.functions import Join
 from sagemaker.workflow.pipeline_context import PipelineSession
 from sagemaker.workflow.properties import PropertyFile
@@ -10,8 +10,7 @@ from sagemaker.workflow.steps import CacheConfig, ProcessingStep, TrainingStep
 
 from pipelines.config import PipelineConfig
 from pipelines.parameters import PipelineParameters
-from pipelines.session import bucket_and_role
-from steps.containers import PROCESSING_ROOT, SCRIPTS_DIR, pytorch_image_uri
+from steps.containers import PROCESSING_ROOT, SCRIPTS_DIR, script_processor
 from steps.prepare_data import split_uri
 
 STEP_NAME = "EvaluateModel"
@@ -31,16 +30,7 @@ def build_evaluation_step(
     train: TrainingStep,
     cache: CacheConfig,
 ) -> tuple[ProcessingStep, PropertyFile]:
-    _, role = bucket_and_role(config)
-    processor = ScriptProcessor(
-        image_uri=pytorch_image_uri(config, config.instances.processing_type, "training"),
-        command=["python3"],
-        instance_type=params["ProcessingInstanceType"],
-        instance_count=1,
-        role=role,
-        base_job_name=f"{config.project.pipeline_name}-evaluate",
-        sagemaker_session=session,
-    )
+    processor = script_processor(config, params, session, "evaluate")
     report = PropertyFile(name=PROPERTY_FILE_NAME, output_name=REPORT_OUTPUT, path=REPORT_FILE)
     step_args = processor.run(
         code=str(SCRIPTS_DIR / "evaluate.py"),

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from sagemaker.processing import ProcessingInput, ProcessingOutput, ScriptProcessor
+from sagemaker.processing import ProcessingInput, ProcessingOutput
 from sagemaker.workflow.pipeline_context import PipelineSession
 from sagemaker.workflow.steps import CacheConfig, ProcessingStep
 
 from pipelines.config import PipelineConfig
 from pipelines.parameters import PipelineParameters
-from pipelines.session import bucket_and_role
-from steps.containers import PROCESSING_ROOT, SCRIPTS_DIR, pytorch_image_uri
+from steps.containers import PROCESSING_ROOT, SCRIPTS_DIR, script_processor
 
 STEP_NAME = "PrepareData"
 SPLITS = ("train", "validation", "test")
@@ -22,16 +21,7 @@ MODULES_ROOT = f"{PROCESSING_ROOT}/input/modules"
 def build_prepare_data_step(
     config: PipelineConfig, params: PipelineParameters, session: PipelineSession, cache: CacheConfig
 ) -> ProcessingStep:
-    _, role = bucket_and_role(config)
-    processor = ScriptProcessor(
-        image_uri=pytorch_image_uri(config, config.instances.processing_type, "training"),
-        command=["python3"],
-        instance_type=params["ProcessingInstanceType"],
-        instance_count=1,
-        role=role,
-        base_job_name=f"{config.project.pipeline_name}-prepare",
-        sagemaker_session=session,
-    )
+    processor = script_processor(config, params, session, "prepare")
     data = config.data
     step_args = processor.run(
         code=str(SCRIPTS_DIR / "preprocess.py"),
