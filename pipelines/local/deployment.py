@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pipelines.local.container import DEFAULT_REGION, OPT_ML, extract_tar_gz, job_arn
+from pipelines.local.container import DEFAULT_REGION, OPT_ML, extract_tar_gz, job_arn, workspace_path
 from pipelines.local.endpoints import EndpointManager
 from pipelines.local.state import StateStore, utc_now
 from pipelines.local.step_api import StepFailed, StepRun
@@ -122,10 +122,7 @@ def _multi_model_prefix(workspace: Workspace, container: Mapping[str, Any]) -> P
     if not prefix.startswith("s3://") or not prefix.endswith("/"):
         raise StepFailed(f"ValidationException: a MultiModel container's ModelDataUrl must be an S3 prefix ending "
                          f"in /, got {prefix!r}")
-    try:
-        return workspace.path_for(prefix)
-    except ValueError as exc:
-        raise StepFailed(f"ValidationException: {prefix}: {exc}") from exc
+    return workspace_path(workspace, prefix)
 
 
 def multi_model_entry_point(container: Mapping[str, Any]) -> str:
