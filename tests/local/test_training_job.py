@@ -13,7 +13,8 @@ import pytest
 
 from pipelines.local.container import pack_tar_gz
 from pipelines.local.step_api import StepFailed, StepRun
-from pipelines.local.training import TrainingJobHandler, decode_hyperparameters, run_training_job, to_cmd_args
+from pipelines.local.training import TrainingJobHandler, run_training_job
+from pipelines.local.training_contract import decode_hyperparameters, to_cmd_args
 from pipelines.local.workspace import Workspace
 from steps.estimator import METRIC_DEFINITIONS
 
