@@ -223,12 +223,19 @@ class InputData:
     image_size: int
 
 
+def take_shard(split: Split, index: int, count: int) -> Split:
+    """Every ``count``-th image from ``index``: a data-parallel rank decodes and caches only its own share."""
+    return Split(split.classes, split.paths[index::count], split.labels[index::count])
+
+
 def prepare_input(
     train_dir: Path, validation_dir: Path, image_size: int, memory_fraction: float, workers: int, pin_memory: bool,
-    largest_auto_size: int = 224,
+    largest_auto_size: int = 224, shard: tuple[int, int] = (0, 1),
 ) -> tuple[InputData, str]:
     """Scans both channels and caches them in memory when they fit ``memory_fraction`` of RAM; ``image_size`` 0
     takes the size from the images (see image_size_for_data), and ``InputData.image_size`` says which it was.
+    ``shard`` (index, count) keeps one data-parallel rank's share of both splits; the sizes are chosen from all
+    the images first, so every rank picks the same.
 
     Returns the data and the log lines describing what was done.
     """
@@ -238,9 +245,16 @@ def prepare_input(
         image_size, chosen = image_size_for_data(train.paths, largest_auto_size)
         chosen += "\n"
     side = train_cache_side(train.paths, image_size)
+    if shard[1] > 1:
+        train, validation = take_shard(train, *shard), take_shard(validation, *shard)
+        if not train.paths or not validation.paths:
+            raise DataError(f"{shard[1]} data-parallel workers need at least {shard[1]} train and {shard[1]} "
+                            "validation images each: use fewer instances or more images")
     need = 3 * (len(train.paths) * side * side + len(validation.paths) * image_size * image_size)
     budget = int(memory_fraction * total_memory_bytes())
     counts = f"{len(train.paths)} train / {len(validation.paths)} validation images, {len(train.classes)} classes"
+    if shard[1] > 1:
+        counts += f" (shard {shard[0] + 1} of {shard[1]})"
     if need > budget:
         data = InputData(
             train.classes, LazySource(train.paths, train.labels, side, workers, pin_memory),

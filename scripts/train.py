@@ -26,10 +26,12 @@ from typing import Any
 
 import checkpointing
 import debugger
+import distributed
 import numpy as np
 import torch
 from artifacts import format_epoch_line, model_meta, write_model_dir, write_outputs
 from data_cache import DataError, InputData, augment, cpu_count, prepare_input
+from distributed import DistributedConfigError, World
 from hyperparameters import Config, parse_hyperparameters, resolve_paths, validate
 from inference import normalize
 from modeling import (
@@ -41,6 +43,7 @@ from modeling import (
     warmup_cosine,
 )
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 # image_size=0 (the local preset) follows the images up to this side: a CPU epoch costs ~ side^2, so photos train
 # at 64px on a laptop's cores, and at ImageNet's 224px where a GPU makes that affordable.
@@ -53,6 +56,12 @@ class Runtime:
     device: torch.device
     amp_dtype: torch.dtype | None
     memory_format: torch.memory_format
+    world: World = distributed.SINGLE_WORKER
+
+    def batch_per_worker(self, batch_size: int) -> int:
+        """``batch_size`` is the global batch: each of the world's workers takes its share, so a tuned learning
+        rate holds at any instance count."""
+        return max(1, batch_size // self.world.size)
 
 
 class StepTimer:
@@ -84,7 +93,8 @@ class StepTimer:
 
 def train_epoch(model: nn.Module, data: InputData, config: Config, rt: Runtime, optimizer: torch.optim.Optimizer,
                 scheduler: torch.optim.lr_scheduler.LRScheduler, criterion: nn.Module, scaler: torch.amp.GradScaler,
-                generator: torch.Generator, timer: StepTimer | None = None) -> tuple[float, float]:
+                generator: torch.Generator, steps: int, timer: StepTimer | None = None) -> torch.Tensor:
+    """``steps`` batches (the same count on every data-parallel rank); returns the sums (loss, correct, seen)."""
     model.train()
     if config.freeze_backbone:  # frozen BatchNorm layers keep their running statistics
         for module in model.modules():
@@ -95,7 +105,8 @@ def train_epoch(model: nn.Module, data: InputData, config: Config, rt: Runtime, 
     loss_sum, correct, seen = torch.zeros((), device=rt.device), torch.zeros((), device=rt.device), 0
     timer = timer or StepTimer(rt.device)
     timer.mark()
-    for images, labels in data.train.batches(config.batch_size, generator, drop_last=True):
+    batches = data.train.batches(rt.batch_per_worker(config.batch_size), generator, drop_last=True)
+    for _, (images, labels) in zip(range(steps), batches, strict=False):
         images = images.to(rt.device, non_blocking=True)
         labels = labels.to(rt.device, non_blocking=True)
         inputs = augment(images, config.image_size, generator, config.min_crop_scale, config.hflip,
@@ -113,17 +124,20 @@ def train_epoch(model: nn.Module, data: InputData, config: Config, rt: Runtime, 
         correct += (logits.argmax(1) == labels).sum()
         seen += len(labels)
         timer.mark()
-    return loss_sum.item() / max(1, seen), correct.item() / max(1, seen)
+    return torch.stack([loss_sum, correct.float(), torch.tensor(float(seen), device=rt.device)])
 
 
 def evaluate(model: nn.Module, data: InputData, config: Config, rt: Runtime,
-             criterion: nn.Module, timer: StepTimer | None = None) -> tuple[float, float]:
+             criterion: nn.Module, timer: StepTimer | None = None) -> torch.Tensor:
+    """This rank's validation shard; returns the sums (loss, correct, seen). ``model`` is the bare module: a
+    DistributedDataParallel forward would broadcast buffers, a collective the ranks' uneven shards cannot match."""
     model.eval()
     loss_sum, correct, seen = torch.zeros((), device=rt.device), torch.zeros((), device=rt.device), 0
     timer = timer or StepTimer(rt.device)
     timer.mark()
     with torch.inference_mode():
-        for images, labels in data.validation.batches(2 * config.batch_size, None, drop_last=False):
+        for images, labels in data.validation.batches(2 * rt.batch_per_worker(config.batch_size), None,
+                                                      drop_last=False):
             inputs = normalize(images.to(rt.device)).contiguous(memory_format=rt.memory_format)
             labels = labels.to(rt.device)
             with torch.autocast(rt.device.type, dtype=rt.amp_dtype, enabled=rt.amp_dtype is not None):
@@ -132,12 +146,27 @@ def evaluate(model: nn.Module, data: InputData, config: Config, rt: Runtime,
             correct += (logits.argmax(1) == labels).sum()
             seen += len(labels)
             timer.mark()
-    return loss_sum.item() / max(1, seen), correct.item() / max(1, seen)
+    return torch.stack([loss_sum, correct.float(), torch.tensor(float(seen), device=rt.device)])
+
+
+def global_rates(sums: torch.Tensor, world: World) -> tuple[float, float]:
+    """(mean loss, accuracy) over every rank's samples."""
+    loss_sum, correct, seen = distributed.sum_across(sums, world).tolist()
+    return loss_sum / max(1.0, seen), correct / max(1.0, seen)
 
 
 # ---------------------------------------------------------------------------------------------- the run
+MAIN_PROCESS = True  # False on data-parallel ranks other than 0: they log their setup, not the epochs
+
+
 def log(message: str) -> None:
     print(message, flush=True)
+
+
+def log_main(message: str) -> None:
+    """Lines the metric regexes and the profiler read: once per job, from rank 0."""
+    if MAIN_PROCESS:
+        log(message)
 
 
 def seed_everything(seed: int) -> None:
@@ -146,11 +175,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def setup_runtime(config: Config) -> Runtime:
+def setup_runtime(config: Config, world: World) -> Runtime:
     # OMP_NUM_THREADS, when set, is a deliberate share of the cores (several jobs on one machine): keep it.
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or cpu_count()))
-    gpus = int(os.environ.get("SM_NUM_GPUS", "1") or 1)
-    device = torch.device("cuda" if torch.cuda.is_available() and gpus > 0 else "cpu")
+    device = distributed.device_for(world)
     amp_dtype = None
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -161,7 +189,7 @@ def setup_runtime(config: Config) -> Runtime:
     # the convolutions gain (benchmarks/training.py, "step variants"): there the plain layout stays.
     channels_last = config.channels_last and device.type == "cuda"
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    return Runtime(device, amp_dtype, memory_format)
+    return Runtime(device, amp_dtype, memory_format, world)
 
 
 def fingerprint(config: Config, classes: list[str]) -> dict[str, Any]:
@@ -172,78 +200,112 @@ def fingerprint(config: Config, classes: list[str]) -> dict[str, Any]:
     return {**{k: getattr(config, k) for k in keys}, "classes": list(classes)}
 
 
-def try_resume(path: Path, fp: dict[str, Any], model, optimizer, scheduler) -> tuple[int, list[dict]]:
-    """Restores a compatible checkpoint; returns the epochs already done and their history."""
-    state, reason = checkpointing.load(path)
+def try_resume(path: Path, fp: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
+               world: World | None = None) -> tuple[int, list[dict]]:
+    """Restores a compatible checkpoint; returns the epochs already done and their history. Rank 0 reads the file
+    and hands it to the other ranks, so they start from the same weights and optimizer state."""
+    world = world or distributed.SINGLE_WORKER
+    state, reason = distributed.from_main(checkpointing.load(path) if world.is_main else None, world)
     if state is None:
         if reason != "no checkpoint":
-            log(f"checkpoint: starting over, {reason}")
+            log_main(f"checkpoint: starting over, {reason}")
         return 0, []
     differs = checkpointing.mismatched_keys(state.get("fingerprint", {}), fp)
     if differs:
-        log(f"checkpoint: ignoring {path}, written with a different configuration ({', '.join(differs)})")
+        log_main(f"checkpoint: ignoring {path}, written with a different configuration ({', '.join(differs)})")
         return 0, []
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
     checkpointing.restore_rng_state(state["rng"])
     done = int(state["epoch"])
     if done >= fp["epochs"]:
-        log(f"checkpoint: {path} has all {done} epochs done; writing the model")
+        log_main(f"checkpoint: {path} has all {done} epochs done; writing the model")
     else:
-        log(f"checkpoint: resuming from {path} at epoch {done + 1}/{fp['epochs']} ({done} epochs done)")
+        log_main(f"checkpoint: resuming from {path} at epoch {done + 1}/{fp['epochs']} ({done} epochs done)")
     return done, list(state["history"])
 
 
+def fast_forward(scheduler: torch.optim.lr_scheduler.LambdaLR, schedule: Any, step: int) -> None:
+    """The schedule at ``step`` without replaying it: a checkpoint counts epochs, and the steps an epoch takes
+    depend on the world size the job resumes with."""
+    scheduler.last_epoch = step
+    for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, strict=True):
+        group["lr"] = base * schedule(step)
+    scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]  # what get_last_lr() reads
+
+
 def fit(config: Config, data: InputData, model: nn.Module, rt: Runtime) -> list[dict[str, Any]]:
-    """Trains the remaining epochs, logging and checkpointing each; returns the full history."""
+    """Trains the remaining epochs, logging and checkpointing each (rank 0); returns the full history."""
+    world, bare = rt.world, model
     optimizer = create_optimizer(config.optimizer, model, config.lr, config.weight_decay, config.momentum)
-    steps_per_epoch = max(1, len(data.train) // config.batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(
-        config.epochs * steps_per_epoch, max(1, round(config.warmup_epochs * steps_per_epoch))))
+    steps_per_epoch = max(1, distributed.min_across(len(data.train) // rt.batch_per_worker(config.batch_size),
+                                                    world, rt.device))
+    schedule = warmup_cosine(config.epochs * steps_per_epoch, max(1, round(config.warmup_epochs * steps_per_epoch)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.amp_dtype == torch.float16)
     fp, ckpt = fingerprint(config, data.classes), checkpointing.checkpoint_path(Path(config.checkpoint_dir))
-    start, history = try_resume(ckpt, fp, model, optimizer, scheduler)
-    hook, message = debugger.create_hook(model, criterion)
+    start, history = try_resume(ckpt, fp, model, optimizer, world)
+    fast_forward(scheduler, schedule, start * steps_per_epoch)
+    hook, message = debugger.create_hook(bare, criterion)  # smdebug saves from rank 0 only (include_workers "one")
     log(message)
+    if world.distributed:  # after the checkpoint is loaded: the wrapper broadcasts rank 0's weights
+        model = DistributedDataParallel(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
     generator = torch.Generator()
     for epoch in range(start + 1, config.epochs + 1):
         started = time.perf_counter()
-        generator.manual_seed(config.seed * 100_003 + epoch)  # each epoch's shuffle/augmentation replays on resume
+        # Each epoch's shuffle/augmentation replays on resume; each rank draws its own.
+        generator.manual_seed(config.seed * 100_003 + epoch + 1_000_003 * world.rank)
         lr = optimizer.param_groups[0]["lr"]
         hook.train()
         train_timer, eval_timer = StepTimer(rt.device), StepTimer(rt.device)
-        train_loss, train_acc = train_epoch(model, data, config, rt, optimizer, scheduler, criterion, scaler,
-                                            generator, train_timer)
+        train_sums = train_epoch(model, data, config, rt, optimizer, scheduler, criterion, scaler, generator,
+                                 steps_per_epoch, train_timer)
         hook.eval()
-        val_loss, val_acc = evaluate(model, data, config, rt, criterion, eval_timer)
-        log(train_timer.log_line("train"))  # one line an epoch each (pipelines/local/profiling/joblog.py)
-        log(eval_timer.log_line("eval"))
+        val_sums = evaluate(bare, data, config, rt, criterion, eval_timer)
+        (train_loss, train_acc), (val_loss, val_acc) = global_rates(train_sums, world), global_rates(val_sums, world)
+        log_main(train_timer.log_line("train"))  # one line an epoch each (pipelines/local/profiling/joblog.py)
+        log_main(eval_timer.log_line("eval"))
         entry = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "validation_loss": val_loss,
                  "validation_accuracy": val_acc, "lr": lr, "epoch_seconds": time.perf_counter() - started}
         history.append(entry)
-        log(format_epoch_line(entry, config.epochs))
-        checkpointing.save_atomic({
-            "epoch": epoch, "fingerprint": fp, "history": history, "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "rng": checkpointing.rng_state()}, ckpt)
+        log_main(format_epoch_line(entry, config.epochs))
+        if world.is_main:
+            checkpointing.save_atomic({
+                "epoch": epoch, "fingerprint": fp, "history": history, "model": bare.state_dict(),
+                "optimizer": optimizer.state_dict(), "rng": checkpointing.rng_state()}, ckpt)
     hook.close()
     return history
 
 
 def run(config: Config) -> None:
-    rt = setup_runtime(config)
+    global MAIN_PROCESS
+    world = distributed.world_from_env(os.environ)
+    MAIN_PROCESS = world.is_main
+    rt = setup_runtime(config, world)
+    log(world.describe())
+    distributed.start(world, rt.device)
+    try:
+        train_and_save(config, rt)
+    finally:
+        distributed.stop(world)
+
+
+def train_and_save(config: Config, rt: Runtime) -> None:
     seed_everything(config.seed)
     workers = cpu_count() if config.num_workers < 0 else config.num_workers
     data, message = prepare_input(Path(config.train), Path(config.validation), config.image_size,
                                   config.cache_memory_fraction, workers, pin_memory=rt.device.type == "cuda",
-                                  largest_auto_size=AUTO_IMAGE_SIZE_CAP[rt.device.type])
+                                  largest_auto_size=AUTO_IMAGE_SIZE_CAP[rt.device.type],
+                                  shard=(rt.world.rank, rt.world.size))
     config.image_size = data.image_size
     log(message)
+    if rt.world.distributed:
+        log(f"batch: {rt.batch_per_worker(config.batch_size)} per worker x {rt.world.size} workers "
+            f"(batch_size {config.batch_size} is the global batch)")
     # For the local engine's profiler rules: DataLoader worker processes vs cores (none when cached), batch size.
-    log(f"dataloader_workers={0 if data.cached else workers} cpu_count={cpu_count()} batch_size={config.batch_size} "
-        f"input={'cached' if data.cached else 'lazy'}")
+    log_main(f"dataloader_workers={0 if data.cached else workers} cpu_count={cpu_count()} "
+             f"batch_size={config.batch_size} input={'cached' if data.cached else 'lazy'}")
     if data.cached and rt.device.type == "cuda":
         free, _ = torch.cuda.mem_get_info()
         if data.train.images.numel() + data.validation.images.numel() < 0.3 * free:
@@ -257,6 +319,9 @@ def run(config: Config) -> None:
     log(f"training {config.arch} on {rt.device} (amp {rt.amp_dtype}, {torch.get_num_threads()} threads) "
         f"for {config.epochs} epochs, batch {config.batch_size}, {config.optimizer} lr {config.lr:g}")
     history = fit(config, data, model, rt)
+    if not rt.world.is_main:  # SageMaker merges every host's model dir: one copy, from rank 0
+        log(f"rank {rt.world.rank}: done; rank 0 writes the model")
+        return
     write_model_dir(Path(config.model_dir), model, model_meta(config.arch, config.image_size, data.classes))
     log(f"model: {config.model_dir} (model.pth, model_meta.json, code/inference.py)")
     log(write_outputs(Path(config.output_data_dir), history))
@@ -283,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         resolve_paths(config, dict(os.environ))
         log("hyperparameters: " + json.dumps(asdict(config), sort_keys=True))
         run(config)
-    except (ConfigError, DataError) as exc:
+    except (ConfigError, DataError, DistributedConfigError) as exc:
         report_failure(str(exc))
         return 2
     except Exception as exc:  # a bug, not bad input: keep the traceback, but still name it in the failure reason
