@@ -27,15 +27,14 @@ import httpx
 from pipelines.local.container import DEFAULT_REGION, job_arn
 from pipelines.local.inference_handlers import DEFAULT_ENTRY_POINT
 from pipelines.local.model_cache import TARGET_MODEL_HEADER
+from pipelines.local.ports import LOOPBACK, free_port
 from pipelines.local.server_process import (
     DEFAULT_READY_TIMEOUT_S,
     PING_TIMEOUT_S,
     MultiModelServing,
     ServerProcess,
-    free_port,
     serving_environment,
 )
-from pipelines.local.serving import LOOPBACK
 from pipelines.local.state import StateStore, utc_now
 from pipelines.local.step_api import StepFailed
 from pipelines.local.workspace import Workspace

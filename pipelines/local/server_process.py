@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,7 +18,8 @@ import httpx
 import psutil
 
 from pipelines.local.container import relocate
-from pipelines.local.serving import DRAIN_S, GRACEFUL_SHUTDOWN_S, LOOPBACK
+from pipelines.local.ports import LOOPBACK, free_port
+from pipelines.local.serving import DRAIN_S, GRACEFUL_SHUTDOWN_S
 from pipelines.local.state import engine_alive, process_identity
 from pipelines.local.step_api import StepFailed
 
@@ -28,24 +28,6 @@ DEFAULT_READY_TIMEOUT_S = 180.0  # importing torch + torchvision alone takes sec
 PING_TIMEOUT_S = 2.0
 POLL_S = 0.2
 LOG_TAIL_LINES = 20
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((LOOPBACK, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(preferred: int | None = None) -> int:
-    if preferred and port_is_free(preferred):
-        return preferred
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
 
 
 def log_tail(path: Path, offset: int = 0, lines: int = LOG_TAIL_LINES) -> str:

@@ -48,6 +48,7 @@ from pipelines.local.inference_handlers import (
 )
 from pipelines.local.inference_thread import InferenceThread
 from pipelines.local.model_cache import MB, TARGET_MODEL_HEADER, ModelCache, TargetModelError
+from pipelines.local.ports import LOOPBACK
 
 log = logging.getLogger("pipelines.local.serving")
 
@@ -57,7 +58,6 @@ GRACEFUL_SHUTDOWN_S = 30
 # After SIGTERM, answer this long with `Connection: close` before closing idle keep-alive connections: a busy
 # keep-alive client learns from a response to reconnect (to the new server) instead of racing our close.
 DRAIN_S = 1.0
-LOOPBACK = "127.0.0.1"
 # Linux's SO_ATTACH_REUSEPORT_CBPF (asm-generic/socket.h); Python's socket module does not export it.
 SO_ATTACH_REUSEPORT_CBPF = 51
 

@@ -23,8 +23,8 @@ import httpx
 
 from pipelines.local.container import DEFAULT_REGION, job_arn, job_name, note_instance_count
 from pipelines.local.deployment import MULTI_MODEL, DeploymentRecords, install_model
-from pipelines.local.server_process import DEFAULT_READY_TIMEOUT_S, ServerProcess, free_port, serving_environment
-from pipelines.local.serving import LOOPBACK
+from pipelines.local.ports import LOOPBACK, free_port
+from pipelines.local.server_process import DEFAULT_READY_TIMEOUT_S, ServerProcess, serving_environment
 from pipelines.local.state import StateStore, utc_now
 from pipelines.local.step_api import StepFailed, StepRun
 from pipelines.local.workspace import Workspace
