@@ -172,10 +172,11 @@ def retry(app: App, execution: str | None, wait: bool | None, as_json: bool) -> 
 @click.argument("step", required=False)
 @click.option("--execution", "execution_id", help="execution id or ARN (default: the latest)")
 @click.option("--tail", type=int, default=0, help="only the last N lines of each log")
+@click.option("--host", help="one host of a multi-instance job (algo-1, algo-2, ...); default: every host")
 @click.pass_obj
-def logs(app: App, step: str | None, execution_id: str | None, tail: int) -> None:
+def logs(app: App, step: str | None, execution_id: str | None, tail: int, host: str | None) -> None:
     """Print the job logs of an execution's steps (local target; SageMaker keeps them in CloudWatch)."""
-    found = app.target().logs(execution_id, step)
+    found = app.target().logs(execution_id, step, host)
     if not found:
         raise UserError(f"no job logs{' for step ' + step if step else ''} in that execution")
     for job, path in found:

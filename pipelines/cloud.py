@@ -297,9 +297,10 @@ class SageMakerTarget:
             return {"endpoint": endpoint_name, "applicable": True,
                     "applied": autoscaling.apply_policies(scaling, deployment, endpoint_name, variants)}
 
-    def logs(self, execution: str | None, step: str | None) -> list[tuple[str, Path]]:
+    def logs(self, execution: str | None, step: str | None, host: str | None = None) -> list[tuple[str, Path]]:
         raise TargetError("on SageMaker, job logs are in CloudWatch Logs (/aws/sagemaker/TrainingJobs, "
-                          "/aws/sagemaker/ProcessingJobs); `logs` reads the local engine's")
+                          "/aws/sagemaker/ProcessingJobs; one log stream per host: <job>/algo-N-<time>); "
+                          "`logs` reads the local engine's")
 
     def batch_transform(self, model_package_arn: str | None, input_url: str, output_url: str | None,
                         wait: bool, progress: Callable[[str], None] = print) -> dict[str, Any]:

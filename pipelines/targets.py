@@ -61,9 +61,9 @@ class Target(Protocol):
         """Re-runs a failed execution (id or ARN; the latest when None) from its failed steps."""
         ...
 
-    def logs(self, execution: str | None, step: str | None) -> list[tuple[str, Path]]:
-        """(job name, log file) of the execution's jobs, oldest first; a target that keeps no log files here
-        raises TargetError saying where they are."""
+    def logs(self, execution: str | None, step: str | None, host: str | None = None) -> list[tuple[str, Path]]:
+        """(job name, log file) of the execution's jobs, oldest first, one per host of a multi-instance job
+        (`host`: that host's only); a target that keeps no log files here raises TargetError saying where."""
         ...
 
     def list_models(self) -> list[dict[str, Any]]:

@@ -196,8 +196,10 @@ class LocalTarget:
         self._spawn_worker(record.id)
         return self.describe_execution(record.id)
 
-    def logs(self, execution: str | None = None, step: str | None = None) -> list[tuple[str, Path]]:
-        """(job name, log file) of every job the execution ran (of `step` only, when given), oldest first."""
+    def logs(self, execution: str | None = None, step: str | None = None,
+             host: str | None = None) -> list[tuple[str, Path]]:
+        """(job name, log file) of every job the execution ran (of `step` only, when given), oldest first; a
+        multi-instance job has one per host, named `job (algo-N)` (`host`: only that host's)."""
         record = self._execution(execution)
         root = self.workspace.jobs_root / record.id
         if step is not None:
@@ -205,10 +207,18 @@ class LocalTarget:
             if step not in names:
                 raise TargetError(f"execution {record.id} has no step {step!r}; its steps: {', '.join(names)}")
         folders = [root / step] if step else sorted(p for p in root.glob("*") if p.is_dir())
-        found = [(log.parent.name, log) for folder in folders for log in folder.glob("*/job.log")]
+        logs = [item for folder in folders for job in folder.glob("*/job.log") for item in _host_logs(job.parent)]
+        if host is not None:
+            hosts = sorted({name for _, name, _ in logs})
+            logs = [item for item in logs if item[1] == host]
+            if not logs:
+                raise TargetError(f"no job{' of step ' + step if step else ''} in execution {record.id} ran on "
+                                  f"host {host!r}; its hosts: {', '.join(hosts) or 'none'}")
+        several = {job for job, name, _ in logs if name != "algo-1"}
+        found = [(f"{job} ({name})" if job in several else job, log) for job, name, log in logs]
         found.sort(key=lambda item: item[1].stat().st_mtime)
         engine_log = root / "engine.log"
-        if step is None and engine_log.is_file():
+        if step is None and host is None and engine_log.is_file():
             found.insert(0, ("engine", engine_log))
         return found
 
@@ -352,6 +362,13 @@ class LocalTarget:
             return self._endpoints().describe(name).get("url")
         except (TargetError, ImportError):
             return None
+
+
+def _host_logs(job_dir: Path) -> list[tuple[str, str, Path]]:
+    """(job, host, log) of each host of a job: algo-1's log is the job's own, algo-N's is in its folder
+    (pipelines/local/training_contract.py)."""
+    hosts = [("algo-1", job_dir / "job.log")] + [(log.parent.name, log) for log in job_dir.glob("algo-*/job.log")]
+    return [(job_dir.name, name, log) for name, log in hosts if log.is_file()]
 
 
 def _all_steps(definition: Mapping[str, Any]) -> list[Mapping[str, Any]]:

@@ -10,6 +10,7 @@ model.tar.gz` and `output.tar.gz`, debug tensors in `<DebugHookConfig.S3OutputPa
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import shutil
 import time
@@ -24,50 +25,32 @@ from pipelines.local.container import (
     download,
     extract_tar_gz,
     job_arn,
-    note_instance_count,
     pack_tar_gz,
-    relocate,
     upload,
     utc_now,
     workspace_path,
 )
 from pipelines.local.container import job_name as new_job_name
 from pipelines.local.debugging import JobRules
+from pipelines.local.ports import free_port
 from pipelines.local.profiling import JobProfiler
 from pipelines.local.step_api import StepFailed, StepRun
 from pipelines.local.training_contract import (
     ContractFiles,
+    Host,
     TrainingEnvironment,
     decode_hyperparameters,
+    job_hosts,
     to_cmd_args,
 )
+from pipelines.local.training_hosts import HostGroup
 from pipelines.local.workspace import Workspace
 
 DEFAULT_MAX_RUNTIME = 86400
 SUPPORTED_INPUT_MODES = ("File", "FastFile")  # FastFile streams on SageMaker; a local copy reads the same
 
 
-# ---------------------------------------------------------------------------------------------- the job's layout
-class TrainingLayout:
-    """`/opt/ml` of one training job, relocated into its job directory."""
-
-    def __init__(self, job_dir: Path) -> None:
-        self.job_dir = job_dir
-        self.base = job_dir / "opt_ml"
-        self.config = self.base / "input" / "config"
-        self.data = self.base / "input" / "data"
-        self.model = self.base / "model"
-        self.output = self.base / "output"
-        self.output_data = self.output / "data"
-        self.intermediate = self.output / "intermediate"
-        self.failure = self.output / "failure"
-        self.code = self.base / "code"
-
-    def create(self) -> None:
-        for folder in (self.config, self.data, self.model, self.output_data, self.intermediate, self.code):
-            folder.mkdir(parents=True, exist_ok=True)
-
-
+# ---------------------------------------------------------------------------------------------- progress
 class Phases:
     """SecondaryStatus and its transitions, published live through `on_progress`."""
 
@@ -98,7 +81,8 @@ class TrainingJob:
     def __init__(self, run: StepRun, name: str, request: Mapping[str, Any], region: str) -> None:
         self.run_, self.name, self.request, self.region = run, name, dict(request), region
         self.workspace: Workspace = run.workspace
-        self.layout = TrainingLayout(run.job_dir(name))
+        self.hosts: list[Host] = job_hosts(run.job_dir(name), 1, run.cpu_budget)  # run() reads InstanceCount
+        self.layout = self.hosts[0].layout
         self.hyperparameters: dict[str, str] = dict(request.get("HyperParameters") or {})
         self.user_hps, self.framework_hps = decode_hyperparameters(self.hyperparameters)
         algorithm = request.get("AlgorithmSpecification") or {}
@@ -111,9 +95,13 @@ class TrainingJob:
     def run(self) -> dict[str, Any]:
         created, started = utc_now(), time.monotonic()
         self._check_supported()
-        note_instance_count(self.run_, (self.request.get("ResourceConfig") or {}).get("InstanceCount"))
+        self.hosts = job_hosts(self.layout.job_dir, self._instance_count(), self.run_.cpu_budget)
+        if len(self.hosts) > 1:
+            self.run_.log(f"local engine: InstanceCount {len(self.hosts)} runs as hosts algo-1..algo-{len(self.hosts)}"
+                          f" on this machine, {self.hosts[0].cpu_budget} core(s) each")
         self.phases.enter("Starting", "Preparing the instances for training")
-        self.layout.create()
+        for host in self.hosts:
+            host.layout.create()
         # Debugger rules (pipelines/local/debugging): evaluated while the job runs and after it; a rule's StopTraining
         # action stops the job as the executor's cancel does. Rules never fail the job by themselves.
         rules = JobRules(self.request, self.name, self.region, self.tensors_dir, self.workspace, self.run_.cancelled)
@@ -123,11 +111,10 @@ class TrainingJob:
             # Profiler (pipelines/local/profiling): samples the job while it runs, evaluates the request's profiler
             # rules after; it never fails the job (a broken sampler makes the rules report Error).
             profiler = JobProfiler(self.request, self.workspace, self.name, self.layout.job_dir, self.region)
-            process = self._process()
-            process.monitor = profiler.watch
-            process.cancelled = rules.signal
+            processes = [(host, self._process(host)) for host in self.hosts]
+            processes[0][1].monitor = profiler.watch  # the profiler samples algo-1, the host rank 0 runs on
             with rules.watching(lambda statuses: self.phases.note(DebugRuleEvaluationStatuses=statuses)):
-                process.run()
+                HostGroup(processes, rules.signal).run()
             self.phases.enter("Uploading", "Uploading generated training model")
             artifacts = self._upload_results()
         except OSError as exc:  # a full disk or an unreadable input: the service's words for it
@@ -145,6 +132,13 @@ class TrainingJob:
         return {**self._describe(created, time.monotonic() - started, artifacts), **profiler.properties(),
                 **rule_properties}
 
+    def _instance_count(self) -> int:
+        count = (self.request.get("ResourceConfig") or {}).get("InstanceCount", 1)
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise StepFailed(f"ValidationException: ResourceConfig.InstanceCount must be a whole number of at least 1,"
+                             f" got {count!r} (TrainingInstanceCount / TuningInstanceCount)")
+        return count
+
     def _check_supported(self) -> None:
         if "sagemaker_program" not in self.framework_hps or "sagemaker_submit_directory" not in self.framework_hps:
             raise StepFailed("ClientError: the local engine runs script-mode training jobs only "
@@ -161,38 +155,38 @@ class TrainingJob:
 
     # ------------------------------------------------------------------------------------------ before the run
     def _prepare(self) -> None:
+        """Every host gets what SageMaker gives each instance: its config files, a full copy of every channel
+        (FullyReplicated; the script shards), the code, and the checkpoints."""
         self.phases.enter("Downloading", "Downloading input data")
-        ContractFiles(self).write()
-        for channel in self.channels:
-            source = channel["DataSource"]["S3DataSource"]
-            download(self.workspace, source["S3Uri"], self.layout.data / channel["ChannelName"])
-        self._install_code()
-        checkpoint = self.request.get("CheckpointConfig")
-        if checkpoint:
-            download(self.workspace, checkpoint["S3Uri"], self.checkpoint_dir, required=False)
+        for host in self.hosts:
+            ContractFiles(self, host).write()
+            for channel in self.channels:
+                source = channel["DataSource"]["S3DataSource"]
+                download(self.workspace, source["S3Uri"], host.layout.data / channel["ChannelName"])
+            self._install_code(host.layout.code)
+            checkpoint = self.request.get("CheckpointConfig")
+            if checkpoint:
+                download(self.workspace, checkpoint["S3Uri"], host.checkpoint_dir(self.request), required=False)
 
-    def _install_code(self) -> None:
+    def _install_code(self, code: Path) -> None:
         uri = str(self.framework_hps["sagemaker_submit_directory"])
         source = workspace_path(self.workspace, uri)
         if source.is_dir():
-            shutil.copytree(source, self.layout.code, dirs_exist_ok=True)
+            shutil.copytree(source, code, dirs_exist_ok=True)
         elif source.is_file():
-            extract_tar_gz(source, self.layout.code)
+            extract_tar_gz(source, code)
         else:
             raise StepFailed(f"ClientError: sagemaker_submit_directory {uri} does not exist (looked in {source})")
-        if not (self.layout.code / self.program).is_file():
+        if not (code / self.program).is_file():
             raise StepFailed(f"ClientError: the entry point {self.program} is not in {uri}")
 
     @property
     def program(self) -> str:
         return str(self.framework_hps["sagemaker_program"])
 
-    @property
-    def checkpoint_dir(self) -> Path:
-        local = (self.request.get("CheckpointConfig") or {}).get("LocalPath", "/opt/ml/checkpoints")
-        return Path(relocate(local, self.layout.base))
-
-    def _process(self) -> JobProcess:
+    def _process(self, host: Host) -> JobProcess:
+        """algo-1's lines feed the metrics (rank 0 prints the epoch lines) and the progress view as they are; the
+        other hosts' lines go to the progress view tagged with the host."""
         if self.program.endswith(".py"):
             argv = ["python3", self.program]
         elif self.program.endswith(".sh"):
@@ -200,13 +194,26 @@ class TrainingJob:
         else:
             argv = [f"./{self.program}"]
         max_runtime = (self.request.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds", DEFAULT_MAX_RUNTIME)
-        return JobProcess.for_run(
-            self.run_, argv + to_cmd_args(self.user_hps), job_dir=self.layout.job_dir, cwd=self.layout.code,
-            env=TrainingEnvironment(self).variables(), max_runtime_s=max_runtime, on_line=self.metrics.feed,
-            failure_file=self.layout.failure)
+        first = host is self.hosts[0]
+        return JobProcess(
+            argv + to_cmd_args(self.user_hps), job_dir=host.layout.job_dir, cwd=host.layout.code,
+            env=TrainingEnvironment(self, host, self._master_port).variables(), cpu_budget=host.cpu_budget,
+            max_runtime_s=max_runtime, cancelled=self.run_.cancelled,
+            log=self.run_.log if first else functools.partial(_tagged, self.run_.log, host.name),
+            on_line=self.metrics.feed if first else None, failure_file=host.layout.failure)
+
+    @functools.cached_property
+    def _master_port(self) -> int | None:
+        return free_port() if len(self.hosts) > 1 else None
 
     # ------------------------------------------------------------------------------------------ after the run
     def _upload_results(self) -> str:
+        """One model.tar.gz and one output.tar.gz, as SageMaker aggregates every host's `/opt/ml/model` and
+        `/opt/ml/output/data` (a name two hosts both write: algo-1's copy, said in the log)."""
+        for host in self.hosts[1:]:
+            for folder, merged in ((host.layout.model, self.layout.model),
+                                   (host.layout.output_data, self.layout.output_data)):
+                self._merge(folder, merged, host.name)
         prefix = f"{self.request['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{self.name}/output"
         pack_tar_gz(self.layout.model, workspace_path(self.workspace, f"{prefix}/model.tar.gz"))
         pack_tar_gz(self.layout.output_data, workspace_path(self.workspace, f"{prefix}/output.tar.gz"))
@@ -214,17 +221,27 @@ class TrainingJob:
 
     def _sync_side_outputs(self) -> None:
         """Checkpoints and debug tensors go out after a failure too: a retried job resumes from them."""
-        checkpoint = self.request.get("CheckpointConfig")
-        if checkpoint:
-            upload(self.workspace, self.checkpoint_dir, checkpoint["S3Uri"])
-        hook = self.request.get("DebugHookConfig")
-        if hook and hook.get("S3OutputPath"):
-            upload(self.workspace, self.tensors_dir, self.debug_output_uri)
+        checkpoint, hook = self.request.get("CheckpointConfig"), self.request.get("DebugHookConfig")
+        # algo-1 last: every host holds the checkpoint downloaded at the start, and rank 0's newer one must win.
+        for host in reversed(self.hosts):
+            if checkpoint:
+                upload(self.workspace, host.checkpoint_dir(self.request), checkpoint["S3Uri"])
+            if hook and hook.get("S3OutputPath"):
+                upload(self.workspace, host.tensors_dir(self.request), self.debug_output_uri)
+
+    def _merge(self, folder: Path, merged: Path, host: str) -> None:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            target = merged / path.relative_to(folder)
+            if target.exists():
+                self.run_.log(f"local engine: {host} also wrote {target.relative_to(merged)}; algo-1's is kept")
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
 
     @property
     def tensors_dir(self) -> Path:
-        local = (self.request.get("DebugHookConfig") or {}).get("LocalPath", "/opt/ml/output/tensors")
-        return Path(relocate(local, self.layout.base))
+        """algo-1's: smdebug saves from rank 0 (include_workers "one"), where the rules read while the job runs."""
+        return self.hosts[0].tensors_dir(self.request)
 
     @property
     def debug_output_uri(self) -> str:
@@ -254,6 +271,10 @@ class TrainingJob:
 
 
 # ---------------------------------------------------------------------------------------------- entry points
+def _tagged(log: Callable[[str], None], host: str, line: str) -> None:
+    log(f"[{host}] {line}")
+
+
 def run_training_job(run: StepRun, job_name: str, request: Mapping[str, Any],
                      region: str = DEFAULT_REGION) -> dict[str, Any]:
     """Runs one CreateTrainingJob request as `job_name` under `run`'s step; returns DescribeTrainingJob-shaped

@@ -129,6 +129,22 @@ def test_logs_lists_job_logs_by_step(target):
         target.logs(None, "Z")
 
 
+def test_logs_of_a_multi_instance_job_come_per_host(target):
+    target.upsert(DEFINITION, "d")
+    execution_id = target.start({}, True, None).arn.rsplit("/", 1)[-1]
+    job_dir = target.workspace.job_dir(execution_id, "B", "b-job")
+    (job_dir / "job.log").write_text("rank 0\n")  # algo-1 keeps a one-host job's place
+    (job_dir / "algo-2").mkdir()
+    (job_dir / "algo-2" / "job.log").write_text("rank 1\n")
+    assert [(job, path.read_text()) for job, path in target.logs(execution_id, "B")] == [
+        ("b-job (algo-1)", "rank 0\n"), ("b-job (algo-2)", "rank 1\n")]
+    assert [(job, path.read_text()) for job, path in target.logs(execution_id, "B", "algo-2")] == [
+        ("b-job (algo-2)", "rank 1\n")]
+    with pytest.raises(TargetError, match=r"no job of step B in execution .* ran on host 'algo-3'; its hosts: "
+                                          "algo-1, algo-2"):
+        target.logs(execution_id, "B", "algo-3")
+
+
 def test_registry_and_endpoint_commands_delegate(target, monkeypatch, tmp_path):
     calls = []
 

@@ -258,7 +258,8 @@ def real_workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace,
     return ws, real_train_model_arguments(ws)
 
 
-def run_real_train_model(ws: Workspace, arguments: dict[str, Any], digits: Path, lines: list[str]) -> tuple[dict, dict]:
+def run_real_train_model(ws: Workspace, arguments: dict[str, Any], digits: Path, lines: list[str],
+                         instance_count: int = 1) -> tuple[dict, dict]:
     """Runs the real TrainModel request for one epoch over 12 + 6 digits a class: (the request, the job's
     properties)."""
     prepared = "s3://local-pipeline/image-classifier/exec1/PrepareData/output"
@@ -271,11 +272,12 @@ def run_real_train_model(ws: Workspace, arguments: dict[str, Any], digits: Path,
     tuned = "Steps.TuneHyperparameters.BestTrainingJob.TunedHyperParameters"
     request = resolve(arguments, {
         "Parameters.TrainingInstanceType": "ml.m5.xlarge", "Parameters.Arch": "resnet18", "Parameters.ImageSize": 16,
+        "Parameters.TrainingInstanceCount": instance_count,
         "Steps.PrepareData.ProcessingOutputConfig.Outputs['train'].S3Output.S3Uri": f"{prepared}/train",
         "Steps.PrepareData.ProcessingOutputConfig.Outputs['validation'].S3Output.S3Uri": f"{prepared}/validation",
         f"{tuned}['lr']": "0.003", f"{tuned}['batch_size']": '"32"', f"{tuned}['epochs']": "1"})
     # One core: pinned, train.py sizes its torch threads to it (two threads on a shared, loaded CPU run 5x slower).
-    return request, run_training_job(step_run(ws, request, lines, cpu=1), "trainmodel-real", request)
+    return request, run_training_job(step_run(ws, request, lines, cpu=instance_count), "trainmodel-real", request)
 
 
 def test_the_real_train_model_request_trains_a_servable_model(real_workspace, small_digits_dir) -> None:
