@@ -27,6 +27,7 @@ from pipelines.config_schema import (
     REPO_ROOT,
     SECTIONS,
     TARGETS,
+    TRAINING_DISTRIBUTIONS,
     TUNING_STRATEGIES,
     BatchConfig,
     ConfigError,
@@ -54,7 +55,7 @@ __all__ = [
     "RANGE_SCALINGS", "APPROVAL_STATUSES", "LOCAL_ROLE_ARN", "LOCAL_BUCKET", "bucket_and_role", "ConfigError",
     "ProjectConfig", "DataConfig", "InstancesConfig", "TrainingConfig", "HyperparameterRange", "TuningConfig",
     "EvaluationConfig", "RegistryConfig", "RulesConfig", "DebuggerConfig", "BatchConfig", "DeploymentConfig",
-    "RetryConfig", "LocalConfig", "DEPLOYMENT_MODES",
+    "RetryConfig", "LocalConfig", "DEPLOYMENT_MODES", "TRAINING_DISTRIBUTIONS",
     "PipelineConfig",
     "SECTIONS", "env_var_name",
 ]

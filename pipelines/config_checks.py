@@ -16,6 +16,7 @@ from smdebug_rulesconfig.profiler_rules.rules import ProfilerRuleBase
 from pipelines.config_schema import (
     APPROVAL_STATUSES,
     DEPLOYMENT_MODES,
+    TRAINING_DISTRIBUTIONS,
     TUNING_STRATEGIES,
     ConfigError,
     PipelineConfig,
@@ -85,6 +86,20 @@ def check_config(config: PipelineConfig, origins: Mapping[str, str]) -> None:
              "action's job-name prefix is fixed when the definition is built, but SageMaker Pipelines name the "
              "training job when it starts, so the action would never stop it. Leave [debugger] stop_training_on "
              "empty for sagemaker (the rules still run and report IssuesFound); the local target honours it")
+    for name in ("training_count", "tuning_count"):
+        if getattr(instances, name) < 1:
+            fail(f"instances.{name}", f"{name} must be at least 1 (instances), got {getattr(instances, name)}")
+    if instances.distribution not in TRAINING_DISTRIBUTIONS:
+        fail("instances.distribution", f"distribution must be one of {', '.join(TRAINING_DISTRIBUTIONS)}, got "
+             f"{instances.distribution!r}")
+    if instances.distribution == "torch_distributed":
+        from pipelines.pytorch_framework import torch_distributed_refusal  # imports the SDK: only when asked
+
+        refusal = torch_distributed_refusal(instances.training_type)
+        if refusal:
+            fail("instances.distribution", f"distribution = \"torch_distributed\" is refused by SageMaker for "
+                 f"{shown('instances.training_type')}: {refusal} Use a GPU or Trainium training_type, or "
+                 "distribution = \"auto\" (one process per instance where torchrun is not allowed)")
     if instances.spot and instances.max_wait_seconds < instances.max_run_seconds:
         fail("instances.max_wait_seconds", "max_wait_seconds must be >= max_run_seconds for spot training: "
              + shown("instances.max_wait_seconds", "instances.max_run_seconds"))

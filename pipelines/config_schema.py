@@ -20,6 +20,8 @@ RANGE_TYPES = ("continuous", "integer", "categorical")
 RANGE_SCALINGS = ("Auto", "Linear", "Logarithmic", "ReverseLogarithmic")
 APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
 DEPLOYMENT_MODES = ("single", "multi-model")
+# How a multi-instance training job starts its workers (steps/estimator.py resolves "auto").
+TRAINING_DISTRIBUTIONS = ("auto", "torch_distributed", "none")
 
 
 # The local target's identity: the local engine checks requests against botocore's shapes, which need an ARN there.
@@ -63,6 +65,9 @@ class DataConfig:
 class InstancesConfig:
     processing_type: str
     training_type: str
+    training_count: int
+    tuning_count: int
+    distribution: str
     training_volume_gb: int
     inference_type: str
     inference_count: int

@@ -9,10 +9,9 @@ from sagemaker.workflow.pipeline_context import PipelineSession
 from pipelines.config import PipelineConfig, bucket_and_role
 from pipelines.parameters import PipelineParameters
 from pipelines.project_files import SCRIPTS_DIR as SCRIPTS_DIR  # the builders' code location, re-exported
+from pipelines.pytorch_framework import FRAMEWORK_VERSION as FRAMEWORK_VERSION  # re-exported for the builders
+from pipelines.pytorch_framework import PY_VERSION as PY_VERSION
 
-# The newest PyTorch pair the SDK (2.257) accepts for both training and inference images.
-FRAMEWORK_VERSION = "2.6.0"
-PY_VERSION = "py312"
 PROCESSING_ROOT = "/opt/ml/processing"
 
 

@@ -7,8 +7,9 @@ from typing import Any
 from sagemaker.pytorch import PyTorch
 from sagemaker.workflow.pipeline_context import PipelineSession
 
-from pipelines.config import PipelineConfig
+from pipelines.config import InstancesConfig, PipelineConfig
 from pipelines.parameters import PipelineParameters
+from pipelines.pytorch_framework import TORCH_DISTRIBUTED, torch_distributed_refusal
 from pipelines.session import bucket_and_role
 from steps.containers import FRAMEWORK_VERSION, PY_VERSION, SCRIPTS_DIR, pytorch_image_uri
 
@@ -39,15 +40,26 @@ def static_hyperparameters(config: PipelineConfig, params: PipelineParameters) -
     }
 
 
+def training_distribution(instances: InstancesConfig) -> dict[str, Any] | None:
+    """torchrun on every instance (a process per GPU) where SageMaker allows it, else None: the toolkit then runs
+    train.py once per instance, which trains data-parallel over SM_HOSTS. Explicit `torch_distributed` where the
+    SDK refuses it was refused with its reason when the configuration was loaded."""
+    if instances.distribution == "none" or torch_distributed_refusal(instances.training_type):
+        return None
+    return TORCH_DISTRIBUTED
+
+
 def build_estimator(
     config: PipelineConfig,
     params: PipelineParameters,
     session: PipelineSession,
     job_prefix: str,
     hyperparameters: dict[str, Any],
+    instance_count: Any = 1,
     **debugging: Any,
 ) -> PyTorch:
-    """`debugging` carries the Debugger/Profiler arguments; without them Debugger and Profiler are off."""
+    """`debugging` carries the Debugger/Profiler arguments; without them Debugger and Profiler are off.
+    `instance_count` is a number or a Parameter (TrainingInstanceCount, TuningInstanceCount)."""
     bucket, role = bucket_and_role(config)
     instances = config.instances
     name = config.project.pipeline_name
@@ -67,7 +79,8 @@ def build_estimator(
         py_version=PY_VERSION,
         image_uri=pytorch_image_uri(config, instances.training_type, "training"),
         instance_type=params["TrainingInstanceType"],
-        instance_count=1,
+        instance_count=instance_count,
+        distribution=training_distribution(instances),
         volume_size=instances.training_volume_gb,
         max_run=instances.max_run_seconds,
         role=role,

@@ -105,7 +105,8 @@ def build_training_step(
 ) -> TrainingStep:
     hyperparameters = {**static_hyperparameters(config, params), **tuned_hyperparameters(config, tune)}
     estimator = build_estimator(
-        config, params, session, "train", hyperparameters, **debugging_arguments(config)
+        config, params, session, "train", hyperparameters, params["TrainingInstanceCount"],
+        **debugging_arguments(config)
     )
     return TrainingStep(
         name=STEP_NAME,

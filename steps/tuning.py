@@ -45,7 +45,8 @@ def build_tuning_step(
     cache: CacheConfig,
 ) -> TuningStep:
     tuning = config.tuning
-    estimator = build_estimator(config, params, session, "tune", static_hyperparameters(config, params))
+    estimator = build_estimator(config, params, session, "tune", static_hyperparameters(config, params),
+                                params["TuningInstanceCount"])
     tuner = HyperparameterTuner(
         estimator=estimator,
         objective_metric_name=OBJECTIVE_METRIC,
