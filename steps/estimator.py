@@ -23,6 +23,10 @@ METRIC_DEFINITIONS: tuple[dict[str, str], ...] = (
     {"Name": "validation:accuracy", "Regex": rf"validation_accuracy={NUMBER}"},
 )
 OBJECTIVE_METRIC = "validation:accuracy"
+# SageMaker's cache key of a training or tuning step leaves ResourceConfig out: a run on 2 instances would reuse a
+# 1-instance result. Its hyperparameters are in the key, and the training toolkit hands `sagemaker_*` ones to no
+# script (as it does the SDK's own `sagemaker_instance_type`), so the count goes there.
+INSTANCE_COUNT_HYPERPARAMETER = "sagemaker_instance_count"
 
 
 def static_hyperparameters(config: PipelineConfig, params: PipelineParameters) -> dict[str, Any]:
@@ -86,7 +90,7 @@ def build_estimator(
         role=role,
         output_path=f"s3://{bucket}/{name}/models",
         base_job_name=f"{name}-{job_prefix}",
-        hyperparameters=hyperparameters,
+        hyperparameters={**hyperparameters, INSTANCE_COUNT_HYPERPARAMETER: instance_count},
         metric_definitions=[dict(m) for m in METRIC_DEFINITIONS],
         sagemaker_session=session,
         **spot,

@@ -215,8 +215,9 @@ class LocalTarget:
                 raise TargetError(f"no job{' of step ' + step if step else ''} in execution {record.id} ran on "
                                   f"host {host!r}; its hosts: {', '.join(hosts) or 'none'}")
         several = {job for job, name, _ in logs if name != "algo-1"}
+        logs.sort(key=lambda item: (item[2].parent.stat().st_mtime if item[1] == "algo-1" else
+                                    item[2].parent.parent.stat().st_mtime, item[1]))  # by job, then host
         found = [(f"{job} ({name})" if job in several else job, log) for job, name, log in logs]
-        found.sort(key=lambda item: item[1].stat().st_mtime)
         engine_log = root / "engine.log"
         if step is None and host is None and engine_log.is_file():
             found.insert(0, ("engine", engine_log))

@@ -68,3 +68,19 @@ def test_torch_distributed_on_a_cpu_type_is_refused_with_the_sdks_reason() -> No
 def test_bad_instance_settings_are_refused(key, value, words) -> None:
     with pytest.raises(ConfigError, match=re.escape(words)):
         load_config(overrides={**CLOUD, key: value}, environ={})
+
+
+def test_the_instance_counts_are_in_the_cache_keys() -> None:
+    """AWS's cache key of a training/tuning step leaves ResourceConfig out, so without this a 2-instance start would
+    reuse a 1-instance TrainModel; the hyperparameters are in the key (pipelines/step_cache.py)."""
+    from pipelines.step_cache import cache_key
+
+    train, tune = training_arguments()
+    two_hosts = {**train, "HyperParameters": {**train["HyperParameters"], "sagemaker_instance_count": "2"}}
+    assert cache_key("Training", two_hosts) != cache_key("Training", train)
+    resized = {**train, "ResourceConfig": {**train["ResourceConfig"], "InstanceCount": 2}}
+    assert cache_key("Training", resized) == cache_key("Training", train)  # AWS's own key would not see it
+    joined = {"Std:Join": {"On": "", "Values": [{"Get": "Parameters.TrainingInstanceCount"}]}}
+    assert train["HyperParameters"]["sagemaker_instance_count"] == joined
+    assert tune["StaticHyperParameters"]["sagemaker_instance_count"] == {
+        "Std:Join": {"On": "", "Values": [{"Get": "Parameters.TuningInstanceCount"}]}}
