@@ -244,3 +244,19 @@ def test_photo_dataset_size_that_cannot_be_used_is_refused(text: str, message: s
     assert parse_size("500X375") == (500, 375)
     with pytest.raises(argparse.ArgumentTypeError, match=re.escape(message)):
         parse_size(text)
+
+
+def test_distributed_runs_are_parsed_from_rank_0s_lines_and_the_share_is_bounded() -> None:
+    from benchmarks import distributed
+
+    log = "\n".join(["train_step_seconds=0.2000,0.4000,0.3000",
+                     "epoch=1/1 train_loss=1.0 train_accuracy=0.5 validation_loss=1.0 validation_accuracy=0.9 "
+                     "lr=0.1 epoch_seconds=4.5"])
+    props = {"FinalMetricDataList": [{"MetricName": "validation:accuracy", "Value": 0.9}]}
+    job = distributed.parse_job("2 hosts", log, 2, 2, 64, 10.0, props)
+    assert (job.step_s, job.loop_s, job.accuracy) == (0.3, 4.5, 0.9)
+    assert distributed.communication_share(0.3, 0.2) == pytest.approx(1 / 3)
+    assert distributed.communication_share(0.2, 0.3) == 0.0  # a faster alone-run is noise, not negative comms
+    request = distributed.request_for("s3://b/data", distributed.SCRIPTS_DIR, {"epochs": 2, "arch": "resnet18"}, 2)
+    assert request["ResourceConfig"]["InstanceCount"] == 2
+    assert request["HyperParameters"]["arch"] == '"resnet18"' and request["HyperParameters"]["epochs"] == "2"
