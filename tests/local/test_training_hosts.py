@@ -16,9 +16,9 @@ from test_training_job import (
     real_train_model_arguments,
     run_real_train_model,
     step_run,
+    workspace_with_script,
 )
 
-from pipelines.local.container import pack_tar_gz
 from pipelines.local.step_api import StepFailed
 from pipelines.local.training import run_training_job
 from pipelines.local.workspace import Workspace
@@ -56,16 +56,7 @@ else:
 
 @pytest.fixture()
 def workspace(tmp_path: Path) -> Workspace:
-    ws = Workspace.open(tmp_path / "ws")
-    code = tmp_path / "src"
-    code.mkdir()
-    (code / "train.py").write_text(FAKE_HOST)
-    pack_tar_gz(code, ws.path_for("s3://bucket/code/sourcedir.tar.gz"))
-    for channel in ("train", "validation"):
-        folder = ws.path_for(f"s3://bucket/data/{channel}/cat")
-        folder.mkdir(parents=True)
-        (folder / "1.png").write_bytes(b"png")
-    return ws
+    return workspace_with_script(tmp_path, FAKE_HOST)
 
 
 def hosts_request(count: Any, mode: str = "ok") -> dict[str, Any]:

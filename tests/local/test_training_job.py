@@ -65,18 +65,23 @@ def test_hyperparameters_are_decoded_like_the_training_toolkit() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- a fake script
-@pytest.fixture()
-def workspace(tmp_path: Path) -> Workspace:
+def workspace_with_script(tmp_path: Path, script: str) -> Workspace:
+    """A workspace holding `script` as the job's train.py (sourcedir.tar.gz) and a one-image train/validation."""
     ws = Workspace.open(tmp_path / "ws")
     code = tmp_path / "src"
     code.mkdir()
-    (code / "train.py").write_text(FAKE_TRAIN)
+    (code / "train.py").write_text(script)
     pack_tar_gz(code, ws.path_for("s3://bucket/code/sourcedir.tar.gz"))
     for channel in ("train", "validation"):
         folder = ws.path_for(f"s3://bucket/data/{channel}/cat")
         folder.mkdir(parents=True)
         (folder / "1.png").write_bytes(b"png")
     return ws
+
+
+@pytest.fixture()
+def workspace(tmp_path: Path) -> Workspace:
+    return workspace_with_script(tmp_path, FAKE_TRAIN)
 
 
 def fake_request(mode: str = "ok", max_runtime: int = 60) -> dict[str, Any]:
