@@ -155,14 +155,17 @@ class TrainingJob:
 
     # ------------------------------------------------------------------------------------------ before the run
     def _prepare(self) -> None:
-        """Every host gets what SageMaker gives each instance: its config files, a full copy of every channel
-        (FullyReplicated; the script shards), the code, and the checkpoints."""
+        """Every host gets what SageMaker gives each instance: its config files, every channel (FullyReplicated: all
+        of it, the script shards; ShardedByS3Key: every N-th object in key order), the code, and the checkpoints."""
         self.phases.enter("Downloading", "Downloading input data")
-        for host in self.hosts:
+        for index, host in enumerate(self.hosts):
             ContractFiles(self, host).write()
             for channel in self.channels:
                 source = channel["DataSource"]["S3DataSource"]
-                download(self.workspace, source["S3Uri"], host.layout.data / channel["ChannelName"])
+                folder = host.layout.data / channel["ChannelName"]
+                download(self.workspace, source["S3Uri"], folder)
+                if source.get("S3DataDistributionType") == "ShardedByS3Key":
+                    keep_shard(folder, index, len(self.hosts))
             self._install_code(host.layout.code)
             checkpoint = self.request.get("CheckpointConfig")
             if checkpoint:
@@ -271,6 +274,13 @@ class TrainingJob:
 
 
 # ---------------------------------------------------------------------------------------------- entry points
+def keep_shard(folder: Path, index: int, count: int) -> None:
+    """Leaves host `index` of `count` its share of a ShardedByS3Key channel: every `count`-th object by key."""
+    for position, path in enumerate(sorted(p for p in folder.rglob("*") if p.is_file())):
+        if position % count != index:
+            path.unlink()
+
+
 def _tagged(log: Callable[[str], None], host: str, line: str) -> None:
     log(f"[{host}] {line}")
 

@@ -126,6 +126,20 @@ def test_a_host_that_dies_fails_the_job_with_its_log_and_stops_the_others(worksp
         os.kill(algo1["pid"], 0)
 
 
+def test_a_sharded_by_s3_key_channel_gives_each_host_its_share(workspace) -> None:
+    for name in ("2.png", "3.png"):
+        workspace.path_for(f"s3://bucket/data/train/cat/{name}").write_bytes(b"png")
+    request = hosts_request(2)
+    request["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3DataDistributionType"] = "ShardedByS3Key"
+    run_training_job(step_run(workspace, request, cpu=2), "trainmodel-sharded", request)
+    job_dir = workspace.job_dir("exec1", "TrainModel", "trainmodel-sharded")
+    seen = {host: json.loads((base / f"output/data/seen-{host}.json").read_text())["data"]
+            for host, base in (("algo-1", job_dir / "opt_ml"), ("algo-2", job_dir / "algo-2/opt_ml"))}
+    assert seen["algo-1"] == ["input/data/train/cat/1.png", "input/data/train/cat/3.png",
+                              "input/data/validation/cat/1.png"]
+    assert seen["algo-2"] == ["input/data/train/cat/2.png", "input/data/validation/cat/1.png"]  # FullyReplicated
+
+
 @pytest.mark.parametrize("count", [0, -1, "2", 1.5])
 def test_an_instance_count_that_is_not_a_positive_whole_number_is_refused(workspace, count) -> None:
     request = hosts_request(count)
