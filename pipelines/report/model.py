@@ -66,6 +66,7 @@ class Training:
     duration_s: float | None
     hyperparameters: dict[str, str]
     final_metrics: dict[str, float]
+    instance_count: int | None = None  # more than 1: data-parallel over that many hosts
     curves: Curves | None = None
     curves_missing: str | None = None  # why there are no curves
 

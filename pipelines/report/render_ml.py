@@ -73,12 +73,19 @@ def _is_float(value: object) -> bool:
     return True
 
 
+def _instances_text(count: int | None) -> str | None:
+    if count is None:
+        return None
+    return f"{count} (data-parallel)" if count > 1 else "1"
+
+
 def training_html(data: ReportData) -> str:
     training = data.training
     if training is None:
         return missing("No training job", data.missing.get("training"))
     meta = facts([("Training job", f"<code>{esc(training.job_name)}</code>"), ("Status", badge(training.status)),
                   ("Instance type", esc(training.instance_type)),
+                  ("Instances", esc(_instances_text(training.instance_count))),
                   ("Training time", esc(duration_text(training.duration_s)))])
     failure = f'<div class="alert">{esc(training.failure_reason)}</div>' if training.failure_reason else ""
     final = "".join(card(name, fmt(value)) for name, value in training.final_metrics.items())

@@ -84,6 +84,10 @@ def _trial(row: Mapping[str, Any], best: str | None) -> Trial:
 
 
 # ---------------------------------------------------------------------------------------------- training
+def _whole(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def training_section(described: Mapping[str, Any]) -> Training:
     """From DescribeTrainingJob (curves are added by the caller: they live in files)."""
     metrics = {m.get("MetricName"): number(m.get("Value")) for m in described.get("FinalMetricDataList") or []}
@@ -93,6 +97,7 @@ def training_section(described: Mapping[str, Any]) -> Training:
     return Training(job_name=described.get("TrainingJobName", ""), status=described.get("TrainingJobStatus", ""),
                     failure_reason=described.get("FailureReason") or None,
                     instance_type=(described.get("ResourceConfig") or {}).get("InstanceType"),
+                    instance_count=_whole((described.get("ResourceConfig") or {}).get("InstanceCount")),
                     duration_s=number(duration),
                     hyperparameters=model_hyperparameters(described.get("HyperParameters")),
                     final_metrics={k: v for k, v in metrics.items() if k and v is not None})

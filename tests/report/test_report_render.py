@@ -149,3 +149,19 @@ def test_report_command_on_sagemaker_from_moto(tmp_path: Path, monkeypatch: pyte
     assert arn in page and "AccuracyThreshold" in page and "0.8" in page
     assert "ListPipelineExecutionSteps failed" in page
     assert page.count('data-status="Unknown"') == 11  # every step of the definition, both branches included
+
+
+def test_a_data_parallel_training_job_shows_its_instance_count() -> None:
+    from pipelines.report.render_ml import training_html
+    from pipelines.report.sections import training_section
+
+    described = {"TrainingJobName": "trainmodel-x", "TrainingJobStatus": "Completed",
+                 "ResourceConfig": {"InstanceType": "ml.g5.xlarge", "InstanceCount": 2},
+                 "HyperParameters": {"lr": "0.01", "sagemaker_instance_count": "2"}}
+    data = ReportData(target="local", pipeline_name="p", execution_arn="arn:x/execution/e1", execution_id="e1",
+                      status="Succeeded", generated_at="now", training=training_section(described))
+    text = " ".join(re.sub(r"<[^>]+>", " ", training_html(data)).split())
+    assert "Instances 2 (data-parallel)" in text and "ml.g5.xlarge" in text
+    assert "sagemaker_instance_count" not in text  # the SDK's hyperparameters stay out of the table
+    one = training_section({**described, "ResourceConfig": {"InstanceType": "ml.m5.xlarge"}})
+    assert one.instance_count is None
