@@ -25,6 +25,7 @@ class _HostRun:
     stop: threading.Event = field(default_factory=threading.Event)
     failure: StepFailed | None = None
     failed_at: float = 0.0
+    error: BaseException | None = None  # not a job failure: the engine's own (a full disk writing the log)
 
 
 class HostGroup:
@@ -43,11 +44,14 @@ class HostGroup:
                    for run in self.runs]
         for thread in threads:
             thread.start()
-        while any(thread.is_alive() for thread in threads):
-            if self.cancelled.is_set() or any(run.failure for run in self.runs):
+        while alive := [thread for thread in threads if thread.is_alive()]:
+            if self.cancelled.is_set() or any(run.failure or run.error for run in self.runs):
                 for run in self.runs:
                     run.stop.set()
-            threads[0].join(POLL_SECONDS) if threads[0].is_alive() else time.sleep(POLL_SECONDS)
+            alive[0].join(POLL_SECONDS)
+        for run in self.runs:
+            if run.error is not None:
+                raise run.error
         self._raise_first_failure()
 
     def _run_one(self, run: _HostRun) -> None:
@@ -55,6 +59,8 @@ class HostGroup:
             run.process.run()
         except StepFailed as exc:
             run.failure, run.failed_at = exc, time.monotonic()
+        except BaseException as exc:  # re-raised in the caller's thread, where the job handles it
+            run.error = exc
 
     def _raise_first_failure(self) -> None:
         failed = sorted((run for run in self.runs if run.failure), key=lambda run: run.failed_at)

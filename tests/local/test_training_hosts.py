@@ -166,3 +166,29 @@ def test_the_real_train_model_request_trains_data_parallel_on_two_hosts(tmp_path
     debug_output = ws.path_for(f"{request['DebugHookConfig']['S3OutputPath']}/trainmodel-real/debug-output")
     events = [p.name for p in debug_output.rglob("*.tfevents")]
     assert events and all(name.endswith("_worker_0.tfevents") for name in events)
+
+
+def test_an_engine_error_on_a_host_reaches_the_job_and_stops_the_others(tmp_path) -> None:
+    """Not a job failure (the log cannot be written): it is raised as it is, so the job reports it as the service
+    would (InternalServerError), and the healthy host is stopped rather than left to finish."""
+    import threading
+
+    from pipelines.local.training_contract import job_hosts
+    from pipelines.local.training_hosts import HostGroup
+
+    class Broken:
+        cancelled = None
+        log_path = tmp_path / "job.log"
+
+        def run(self) -> None:
+            raise OSError("No space left on device")
+
+    class Waiting(Broken):
+        def run(self) -> None:
+            if not self.cancelled.wait(30):
+                raise AssertionError("never stopped")
+            raise StepFailed("Stopped: the job was stopped on request")
+
+    hosts = job_hosts(tmp_path, 2, 2)
+    with pytest.raises(OSError, match="No space left on device"):
+        HostGroup([(hosts[0], Waiting()), (hosts[1], Broken())], threading.Event()).run()
