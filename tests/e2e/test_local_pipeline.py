@@ -202,15 +202,19 @@ def test_approve_with_status_approved_changes_what_models_shows(deployed):
     assert [(m["arn"], m["approval"]) for m in deployed.cli.json("models", "--json")] == [(arn, "Approved")]
 
 
-def test_second_start_into_the_same_workspace_updates_the_existing_endpoint(deployed):
+def test_second_identical_start_reuses_every_cacheable_step_and_updates_the_existing_endpoint(deployed):
     before = deployed.cli.live_endpoints()[0]
-    second = deployed.cli.json("start", "--wait", "--json", "--param", f"InputDataUrl=file://{deployed.data}",
-                               "--param", "MaxTuningJobs=1", "--param", "MaxParallelTuningJobs=1",
+    second = deployed.cli.json("start", "--wait", "--json", "--param", f"InputDataUrl={deployed.data}",
                                timeout=RUN_TIMEOUT_S)
     assert second["status"] == "Succeeded", second.get("failure_reason")
     assert second["arn"] != deployed.execution_arn
     steps = steps_by_name(second)
     assert {name: steps[name]["status"] for name in HAPPY_STEPS} == dict.fromkeys(HAPPY_STEPS, "Succeeded")
+    # The same key as the first run's: no job runs again, each step says whose result it is.
+    for name in ("PrepareData", "TuneHyperparameters", "TrainModel", "EvaluateModel"):
+        hit = steps[name]["details"].get("CacheHitResult")
+        assert hit == {"SourcePipelineExecutionArn": deployed.execution_arn}, (name, steps[name]["details"])
+    assert "CacheHitResult" not in steps["ImageClassifier-RegisterModel"]["details"]  # no CacheConfig: runs again
     execution_id = second["arn"].rsplit("/", 1)[-1]
     assert steps["EndpointConfig"]["details"]["EndpointConfigName"] == f"{ENDPOINT}-{execution_id}"
     assert steps["Endpoint"]["details"]["EndpointConfigName"] == f"{ENDPOINT}-{execution_id}"

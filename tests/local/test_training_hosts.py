@@ -160,7 +160,12 @@ def test_the_real_train_model_request_trains_data_parallel_on_two_hosts(tmp_path
     assert any(line.startswith("distributed: rank 0 of 2") for line in lines), "\n".join(lines)
     assert any(line.startswith("[algo-2] distributed: rank 1 of 2") for line in lines), "\n".join(lines)
     assert any("(shard 2 of 2)" in line and line.startswith("[algo-2]") for line in lines)
-    assert not [line for line in lines if line.startswith("[algo-2] epoch=")]
+    assert any(line.startswith("batch: 16 per worker x 2 workers (batch_size 32 is the global batch)")
+               for line in lines)
+    # Epoch lines (what the metric regexes read) once per job, from rank 0, with figures over both shards.
+    assert len([line for line in lines if line.startswith("epoch=")]) == 1
+    assert not [line for line in lines if line.startswith(("[algo-2] epoch=", "[algo-2] train_step_seconds="))]
+    assert "[algo-2] rank 1: done; rank 0 writes the model" in lines
     assert {"model.pth", "model_meta.json", "code/inference.py"} <= members(
         ws.path_for(props["ModelArtifacts"]["S3ModelArtifacts"]))
     debug_output = ws.path_for(f"{request['DebugHookConfig']['S3OutputPath']}/trainmodel-real/debug-output")

@@ -117,28 +117,9 @@ def finish(started: list[tuple[Path, subprocess.Popen]]) -> list[str]:
     return outputs
 
 
-def test_two_hosts_train_one_model_with_global_metrics(tmp_path: Path, split_dir: Path) -> None:
-    started = start_hosts(tmp_path, split_dir, 2, [*FAST, "--epochs", "2"], debugger=True)
-    main, other = finish(started)
-    assert "distributed: rank 0 of 2" in main and "distributed: rank 1 of 2" in other
-    assert "(shard 1 of 2)" in main and "(shard 2 of 2)" in other  # each decodes half: 120 of 240 train images
-    assert "120 train / 30 validation images" in main and "batch: 16 per worker x 2 workers" in main
-    # Epoch lines (what the metric regexes read) once per job, from rank 0, with figures over both shards.
-    assert [line.split()[0] for line in main.splitlines() if line.startswith("epoch=")] == ["epoch=1/2", "epoch=2/2"]
-    assert not [line for line in other.splitlines() if line.startswith(("epoch=", "train_step_seconds="))]
-    (algo1, _), (algo2, _) = started
-    assert (algo1 / "model/model.pth").is_file() and (algo1 / "output/data/history.json").is_file()
-    assert not (algo2 / "model").exists() or not any((algo2 / "model").iterdir())  # SageMaker merges model dirs
-    assert not (algo2 / "checkpoints").exists()
-    # smdebug with the default include_workers "one": only worker_0 writes tensors.
-    events = sorted(p.name for p in (algo1 / "output/tensors/events").rglob("*.tfevents"))
-    assert events and all(name.endswith("_worker_0.tfevents") for name in events)
-    assert not list((algo2 / "output/tensors").rglob("*.tfevents"))
-
-
 def test_a_two_host_checkpoint_resumes_on_one_host(tmp_path: Path, split_dir: Path) -> None:
     checkpoints = tmp_path / "checkpoints"
-    argv = [*FAST, "--epochs", "3"]
+    argv = [*FAST, "--epochs", "2"]
     started = start_hosts(tmp_path / "two", split_dir, 2, argv, checkpoints=checkpoints)
     deadline = time.monotonic() + 180
     while not (checkpoints / checkpointing.CHECKPOINT_FILE).exists() and time.monotonic() < deadline:
@@ -150,6 +131,6 @@ def test_a_two_host_checkpoint_resumes_on_one_host(tmp_path: Path, split_dir: Pa
     (output,) = finish(start_hosts(tmp_path / "one", split_dir, 1, argv, checkpoints=checkpoints))
     assert "checkpoint: resuming from" in output and "distributed: off" in output
     epochs = [line.split()[0] for line in output.splitlines() if line.startswith("epoch=")]
-    assert epochs and epochs[-1] == "epoch=3/3" and "epoch=1/3" not in epochs
+    assert epochs == ["epoch=2/2"], output
     history = json.loads((tmp_path / "one/algo-1/output/data/history.json").read_text())
-    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert [h["epoch"] for h in history] == [1, 2]
