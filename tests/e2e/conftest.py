@@ -21,7 +21,12 @@ PIPELINE_PY = REPO_ROOT / "pipeline.py"
 CLI_TIMEOUT_S = 60  # any command but a whole run
 
 # The smallest pipeline that still does everything: 16 px images, two 1-2 epoch trials, a gate that always passes.
+# BatchTransform is off (test_local_pipeline.py, which checks it, switches it on): it adds a serving process to
+# every run that gets that far.
 TINY_CONFIG = """\
+[batch]
+enabled = false
+
 [local.training]
 image_size = 16
 
@@ -47,15 +52,23 @@ def tiny_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_config_with_batch(tiny_config: Path) -> Path:
+    path = tiny_config.with_name("tiny-with-batch.toml")
+    path.write_text(tiny_config.read_text().replace("[batch]\nenabled = false", "[batch]\nenabled = true"))
+    return path
+
+
+@pytest.fixture(scope="session")
 def digits_input(small_digits_dir: Path) -> Path:
     """InputDataUrl: 30 PNGs in each of 10 class folders (a plain path: the local target accepts it as is)."""
     return small_digits_dir
 
 
 @pytest.fixture(scope="session")
-def make_cli(tiny_config: Path) -> Callable[[Path], LocalCli]:
-    """`make_cli(workspace)`: a LocalCli with the tiny config; the caller calls its `shut_down()` when done."""
-    return lambda workspace: LocalCli(workspace, tiny_config)
+def make_cli(tiny_config: Path) -> Callable[..., LocalCli]:
+    """`make_cli(workspace[, config])`: a LocalCli with the tiny config (or `config`); the caller calls its
+    `shut_down()` when done."""
+    return lambda workspace, config=None: LocalCli(workspace, config or tiny_config)
 
 
 @pytest.fixture

@@ -41,8 +41,8 @@ class Deployed:
 
 
 @pytest.fixture(scope="module")
-def deployed(tmp_path_factory: pytest.TempPathFactory, make_cli, digits_input: Path):
-    cli = make_cli(tmp_path_factory.mktemp("pipeline") / "ws")
+def deployed(tmp_path_factory: pytest.TempPathFactory, make_cli, tiny_config_with_batch: Path, digits_input: Path):
+    cli = make_cli(tmp_path_factory.mktemp("pipeline") / "ws", tiny_config_with_batch)
     try:
         upsert_out = cli.run("upsert").stdout
         started = cli.json("start", "--wait", "--json", "--param", f"InputDataUrl={digits_input}",
