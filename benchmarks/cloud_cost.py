@@ -81,6 +81,10 @@ def step_jobs(step: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
             resources.get("InstanceType"), defaults), "count": resolve(resources.get("InstanceCount", 1), defaults),
             "max_s": definition["StoppingCondition"]["MaxRuntimeInSeconds"], "free_jobs": 0,
             "parallel": resolve(limits["MaxParallelTrainingJobs"], defaults)}
+    if kind == "Transform":  # CreateTransformJob has no runtime limit: billed for as long as it runs
+        resources = args["TransformResources"]
+        return {"jobs": 1, "type": resolve(resources["InstanceType"], defaults),
+                "count": resolve(resources["InstanceCount"], defaults), "max_s": None, "free_jobs": 0}
     return {"jobs": 0, "type": "", "count": 0, "max_s": 0, "free_jobs": 0}
 
 
@@ -92,18 +96,19 @@ def jobs_table(definition: dict[str, Any], measured: dict[str, float]) -> tuple[
     totals = {"jobs": 0, "rule_jobs": 0, "max_instance_hours": 0.0, "local_instance_hours": 0.0}
     for step in all_steps(definition["Steps"]):
         jobs = step_jobs(step, defaults)
-        hours_bound = jobs["jobs"] * jobs["count"] * jobs["max_s"] / 3600
+        hours_bound = jobs["jobs"] * jobs["count"] * jobs["max_s"] / 3600 if jobs["max_s"] is not None else None
         local = measured.get(step["Name"])  # one job's wall time, measured locally
         local_h = local * jobs["jobs"] * jobs["count"] / 3600 if local is not None and jobs["jobs"] else None
         free = f"{jobs['free_jobs']} Debugger/Profiler rule jobs (built-in rules cost nothing)" if jobs[
             "free_jobs"] else ""
         if step["Type"] == "Endpoint":
             free = "endpoint instances bill per hour while live (below)"
-        table.add(step["Name"], step["Type"], jobs["jobs"], jobs["type"] or "-", jobs["count"] or "-",
-                  hours_bound if jobs["jobs"] else "-", local_h if local_h is not None else "-", free)
+        bound_cell = "-" if not jobs["jobs"] else "none (no runtime limit)" if hours_bound is None else hours_bound
+        table.add(step["Name"], step["Type"], jobs["jobs"], jobs["type"] or "-", jobs["count"] or "-", bound_cell,
+                  local_h if local_h is not None else "-", free)
         totals["jobs"] += jobs["jobs"]
         totals["rule_jobs"] += jobs["free_jobs"]
-        totals["max_instance_hours"] += hours_bound
+        totals["max_instance_hours"] += hours_bound or 0.0
         totals["local_instance_hours"] += local_h or 0.0
     table.add("total", "", totals["jobs"], "", "", totals["max_instance_hours"],
               totals["local_instance_hours"] if measured else "-", f"{totals['rule_jobs']} rule jobs")

@@ -87,7 +87,8 @@ def cloud_definition() -> dict:
 def test_cloud_cost_shape_of_the_default_definition(cloud_definition: dict) -> None:
     result = cloud_cost.analyse(cloud_definition, json.loads(json.dumps(cloud_definition)), {"TrainModel": 36.0})
     figures = result.figures
-    assert figures["jobs"] == 1 + 4 + 1 + 1  # processing, MaxTuningJobs trainings, training, processing
+    # processing, MaxTuningJobs trainings, training, processing, the batch transform (no runtime bound)
+    assert figures["jobs"] == 1 + 4 + 1 + 1 + 1
     assert figures["rule_jobs"] == 16 and figures["max_instance_hours"] == 7 * 24
     assert figures["local_instance_hours"] == pytest.approx(0.01)
     assert figures["repack"]["repack_steps"] == [] and not figures["repack"]["repack_script_referenced"]
