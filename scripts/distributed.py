@@ -111,11 +111,6 @@ def stop(world: World) -> None:
         dist.destroy_process_group()
 
 
-def shard(items: list[Any], world: World) -> list[Any]:
-    """This rank's share, every ``size``-th item from ``rank``: shards differ in length by at most one."""
-    return items[world.rank :: world.size]
-
-
 def sum_across(values: torch.Tensor, world: World) -> torch.Tensor:
     """Element-wise sum over every rank (sums of losses, correct predictions, samples)."""
     if world.distributed:

@@ -70,8 +70,6 @@ def test_shards_cover_every_image_once() -> None:
     assert sorted(p for s in shards for p in s.paths) == sorted(split.paths)
     assert [len(s.paths) for s in shards] == [3, 2, 2]
     assert all(s.labels == [int(p.stem) % 2 for p in s.paths] for s in shards)
-    world = distributed.World(1, 3, 0, "127.0.0.1", 1, "hosts")
-    assert distributed.shard(list(range(7)), world) == [1, 4]
 
 
 def test_batch_size_is_the_global_batch() -> None:
