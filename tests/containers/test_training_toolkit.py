@@ -75,3 +75,37 @@ def test_train_py_runs_with_the_argv_and_env_the_training_toolkit_builds(tmp_pat
     model_dir = Path(built["env"]["SM_MODEL_DIR"])
     assert (model_dir / "model.pth").is_file()
     assert json.loads((model_dir / "model_meta.json").read_text())["class_names"] == list(CLASSES)
+
+
+def test_on_the_second_of_two_instances_the_toolkits_environment_makes_train_py_rank_1(tmp_path: Path) -> None:
+    """What sagemaker-training builds on algo-2 of a 2-instance job (resourceconfig.json as SageMaker writes it), as
+    scripts/distributed.py reads it; the instance count and the distribution stay framework parameters, not argv."""
+    base = tmp_path / "opt-ml"
+    config = base / "input" / "config"
+    config.mkdir(parents=True)
+    hyperparameters = {"lr": "0.003", "sagemaker_program": '"train.py"', "sagemaker_instance_count": "2",
+                       "sagemaker_torch_distributed_enabled": "true"}
+    (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
+    (config / "resourceconfig.json").write_text(json.dumps({"current_host": "algo-2", "hosts": ["algo-1", "algo-2"]}))
+    (config / "inputdataconfig.json").write_text("{}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SMDEBUG_", "SMPROFILER_"))}
+    env["SAGEMAKER_BASE_DIR"] = str(base)
+    toolkit = subprocess.run([sys.executable, "-c", TOOLKIT.replace(
+        '"env": env.to_env_vars()', '"env": env.to_env_vars(), "framework": env.additional_framework_parameters')],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert toolkit.returncode == 0, toolkit.stderr[-3000:]
+    built = json.loads(toolkit.stdout.strip().splitlines()[-1])
+    assert built["args"] == ["--lr", "0.003"]
+    assert built["framework"] == {"sagemaker_instance_count": 2, "sagemaker_torch_distributed_enabled": True}
+
+    sys.path.insert(0, str(SCRIPTS_DIR))
+    try:
+        from distributed import world_from_env
+    finally:
+        sys.path.remove(str(SCRIPTS_DIR))
+    # sagemaker-pytorch-training-toolkit then sets MASTER_ADDR (the first host) and MASTER_PORT 7777: the same values
+    # distributed.py falls back to without them.
+    world = world_from_env(built["env"])
+    assert world_from_env({**built["env"], "MASTER_ADDR": "algo-1", "MASTER_PORT": "7777"}) == world
+    assert (world.rank, world.size, world.master_addr, world.master_port, world.source) == (
+        1, 2, "algo-1", 7777, "hosts")
