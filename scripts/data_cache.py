@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -221,6 +222,7 @@ class InputData:
     train_side: int
     skipped: int
     image_size: int
+    features: bool = False  # the splits hold a frozen backbone's outputs, not images (frozen_features.py)
 
 
 def take_shard(split: Split, index: int, count: int) -> Split:
@@ -230,12 +232,13 @@ def take_shard(split: Split, index: int, count: int) -> Split:
 
 def prepare_input(
     train_dir: Path, validation_dir: Path, image_size: int, memory_fraction: float, workers: int, pin_memory: bool,
-    largest_auto_size: int = 224, shard: tuple[int, int] = (0, 1),
+    largest_auto_size: int = 224, shard: tuple[int, int] = (0, 1), crop_margin: bool = True,
 ) -> tuple[InputData, str]:
     """Scans both channels and caches them in memory when they fit ``memory_fraction`` of RAM; ``image_size`` 0
     takes the size from the images (see image_size_for_data), and ``InputData.image_size`` says which it was.
     ``shard`` (index, count) keeps one data-parallel rank's share of both splits; the sizes are chosen from all
-    the images first, so every rank picks the same.
+    the images first, so every rank picks the same. ``crop_margin`` False (random crops off) caches training
+    images at ``image_size``, as validation ones.
 
     Returns the data and the log lines describing what was done.
     """
@@ -244,7 +247,7 @@ def prepare_input(
     if image_size == 0:
         image_size, chosen = image_size_for_data(train.paths, largest_auto_size)
         chosen += "\n"
-    side = train_cache_side(train.paths, image_size)
+    side = train_cache_side(train.paths, image_size) if crop_margin else image_size
     if shard[1] > 1:
         train, validation = take_shard(train, *shard), take_shard(validation, *shard)
         if not train.paths or not validation.paths:
@@ -263,7 +266,7 @@ def prepare_input(
         )
         return data, chosen + f"data: {counts}; lazy decode with {workers} workers ({need / 2**20:.0f} MiB > budget " \
                      f"{budget / 2**20:.0f} MiB)"
-    threads = cpu_count()
+    threads, started = cpu_count(), time.perf_counter()
     train_images, train_labels, bad_train = decode_all(train.paths, train.labels, side, threads)
     val_images, val_labels, bad_val = decode_all(validation.paths, validation.labels, image_size, threads)
     if len(train_labels) < 2 or len(val_labels) == 0:
@@ -273,7 +276,8 @@ def prepare_input(
         True, side, bad_train + bad_val, image_size,
     )
     skipped = f", skipped {bad_train + bad_val} unreadable" if bad_train + bad_val else ""
-    cache = f"cached in memory at {side}px/{image_size}px ({need / 2**20:.1f} MiB){skipped}"
+    cache = (f"decoded in {time.perf_counter() - started:.1f} s and cached in memory at {side}px/{image_size}px "
+             f"({need / 2**20:.1f} MiB){skipped}")
     return data, chosen + f"data: {counts}; {cache}"
 
 

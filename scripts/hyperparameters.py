@@ -30,6 +30,7 @@ class Config:
     weight_decay: float = 1e-4
     image_size: int = 224  # 0: follow the training images (data_cache.image_size_for_data)
     freeze_backbone: bool = False
+    cache_features: bool = True  # frozen backbone, no augmentation: run it once (frozen_features.py); false: every step
     seed: int = 42
     hflip: bool = False
     min_crop_scale: float = 0.6  # random resized crop keeps 60-100% of the area; 1 turns cropping off
@@ -132,6 +133,8 @@ def validate(config: Config) -> None:
         raise ConfigError(f"image_size must be positive, or 0 to follow the training images, got {config.image_size}")
     if not 0 < config.min_crop_scale <= 1:
         raise ConfigError(f"min_crop_scale must be in (0, 1], got {config.min_crop_scale}")
+    if config.color_jitter < 0:
+        raise ConfigError(f"color_jitter must be 0 (none) or more, got {config.color_jitter}")
     if not 0 <= config.label_smoothing < 1:
         raise ConfigError(f"label_smoothing must be in [0, 1), got {config.label_smoothing}")
     try:

@@ -27,6 +27,7 @@ from typing import Any
 import checkpointing
 import debugger
 import distributed
+import frozen_features
 import numpy as np
 import torch
 from artifacts import format_epoch_line, model_meta, write_model_dir, write_outputs
@@ -109,9 +110,12 @@ def train_epoch(model: nn.Module, data: InputData, config: Config, rt: Runtime, 
     for _, (images, labels) in zip(range(steps), batches, strict=False):
         images = images.to(rt.device, non_blocking=True)
         labels = labels.to(rt.device, non_blocking=True)
-        inputs = augment(images, config.image_size, generator, config.min_crop_scale, config.hflip,
-                         config.color_jitter)
-        inputs = normalize(inputs).contiguous(memory_format=rt.memory_format)
+        if data.features:  # a frozen backbone's outputs (frozen_features.py)
+            inputs = images
+        else:
+            inputs = augment(images, config.image_size, generator, config.min_crop_scale, config.hflip,
+                             config.color_jitter)
+            inputs = normalize(inputs).contiguous(memory_format=rt.memory_format)
         with torch.autocast(rt.device.type, dtype=rt.amp_dtype, enabled=rt.amp_dtype is not None):
             logits = model(inputs)
             loss = criterion(logits, labels)
@@ -138,7 +142,9 @@ def evaluate(model: nn.Module, data: InputData, config: Config, rt: Runtime,
     with torch.inference_mode():
         for images, labels in data.validation.batches(2 * rt.batch_per_worker(config.batch_size), None,
                                                       drop_last=False):
-            inputs = normalize(images.to(rt.device)).contiguous(memory_format=rt.memory_format)
+            inputs = images.to(rt.device)
+            if not data.features:
+                inputs = normalize(inputs).contiguous(memory_format=rt.memory_format)
             labels = labels.to(rt.device)
             with torch.autocast(rt.device.type, dtype=rt.amp_dtype, enabled=rt.amp_dtype is not None):
                 logits = model(inputs)
@@ -234,9 +240,11 @@ def fast_forward(scheduler: torch.optim.lr_scheduler.LambdaLR, schedule: Any, st
     scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]  # what get_last_lr() reads
 
 
-def fit(config: Config, data: InputData, model: nn.Module, rt: Runtime) -> list[dict[str, Any]]:
-    """Trains the remaining epochs, logging and checkpointing each (rank 0); returns the full history."""
-    world, bare = rt.world, model
+def fit(config: Config, data: InputData, model: nn.Module, rt: Runtime,
+        head: nn.Module | None = None) -> list[dict[str, Any]]:
+    """Trains the remaining epochs, logging and checkpointing each (rank 0); returns the full history. ``head``:
+    the module the steps run when ``data`` holds a frozen backbone's outputs (it shares ``model``'s parameters)."""
+    world, bare = rt.world, head or model
     optimizer = create_optimizer(config.optimizer, model, config.lr, config.weight_decay, config.momentum)
     steps_per_epoch = max(1, distributed.min_across(len(data.train) // rt.batch_per_worker(config.batch_size),
                                                     world, rt.device))
@@ -249,8 +257,9 @@ def fit(config: Config, data: InputData, model: nn.Module, rt: Runtime) -> list[
     fast_forward(scheduler, schedule, start * steps_per_epoch)
     hook, message = debugger.create_hook(bare, criterion)  # smdebug saves from rank 0 only (include_workers "one")
     log(message)
+    net = bare
     if world.distributed:  # after the checkpoint is loaded: the wrapper broadcasts rank 0's weights
-        model = DistributedDataParallel(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
+        net = DistributedDataParallel(bare, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
     generator = torch.Generator()
     for epoch in range(start + 1, config.epochs + 1):
         started = time.perf_counter()
@@ -259,7 +268,7 @@ def fit(config: Config, data: InputData, model: nn.Module, rt: Runtime) -> list[
         lr = optimizer.param_groups[0]["lr"]
         hook.train()
         train_timer, eval_timer = StepTimer(rt.device), StepTimer(rt.device)
-        train_sums = train_epoch(model, data, config, rt, optimizer, scheduler, criterion, scaler, generator,
+        train_sums = train_epoch(net, data, config, rt, optimizer, scheduler, criterion, scaler, generator,
                                  steps_per_epoch, train_timer)
         hook.eval()
         val_sums = evaluate(bare, data, config, rt, criterion, eval_timer)
@@ -272,7 +281,7 @@ def fit(config: Config, data: InputData, model: nn.Module, rt: Runtime) -> list[
         log_main(format_epoch_line(entry, config.epochs))
         if world.is_main:
             checkpointing.save_atomic({
-                "epoch": epoch, "fingerprint": fp, "history": history, "model": bare.state_dict(),
+                "epoch": epoch, "fingerprint": fp, "history": history, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "rng": checkpointing.rng_state()}, ckpt)
     hook.close()
     return history
@@ -297,7 +306,7 @@ def train_and_save(config: Config, rt: Runtime) -> None:
     data, message = prepare_input(Path(config.train), Path(config.validation), config.image_size,
                                   config.cache_memory_fraction, workers, pin_memory=rt.device.type == "cuda",
                                   largest_auto_size=AUTO_IMAGE_SIZE_CAP[rt.device.type],
-                                  shard=(rt.world.rank, rt.world.size))
+                                  shard=(rt.world.rank, rt.world.size), crop_margin=config.min_crop_scale < 1)
     config.image_size = data.image_size
     log(message)
     if rt.world.distributed:
@@ -318,13 +327,34 @@ def train_and_save(config: Config, rt: Runtime) -> None:
     model = model.to(rt.device, memory_format=rt.memory_format)
     log(f"training {config.arch} on {rt.device} (amp {rt.amp_dtype}, {torch.get_num_threads()} threads) "
         f"for {config.epochs} epochs, batch {config.batch_size}, {config.optimizer} lr {config.lr:g}")
-    history = fit(config, data, model, rt)
+    data, head = frozen_backbone_inputs(config, data, model, rt)
+    history = fit(config, data, model, rt, head)
     if not rt.world.is_main:  # SageMaker merges every host's model dir: one copy, from rank 0
         log(f"rank {rt.world.rank}: done; rank 0 writes the model")
         return
     write_model_dir(Path(config.model_dir), model, model_meta(config.arch, config.image_size, data.classes))
     log(f"model: {config.model_dir} (model.pth, model_meta.json, code/inference.py)")
     log(write_outputs(Path(config.output_data_dir), history))
+
+
+def frozen_backbone_inputs(config: Config, data: InputData, model: nn.Module,
+                           rt: Runtime) -> tuple[InputData, nn.Module | None]:
+    """A frozen backbone without augmentation runs once, and the head trains on its outputs (frozen_features.py):
+    the data to train on and the head, or the data unchanged and None."""
+    if not config.freeze_backbone:
+        return data, None
+    augmentation = frozen_features.augmentation_in_use(config.min_crop_scale, config.hflip, config.color_jitter)
+    reason = frozen_features.refusal(model, config.freeze_backbone, augmentation)
+    if reason is None and not config.cache_features:
+        reason = "cache_features=false"
+    if reason is not None:
+        log(f"features: the frozen backbone runs every step ({reason})")
+        return data, None
+    data, head, message = frozen_features.cache_features(
+        model, data, config.image_size, 2 * rt.batch_per_worker(config.batch_size), rt.device, rt.amp_dtype,
+        rt.memory_format)
+    log(message)
+    return data, head
 
 
 def report_failure(message: str) -> None:
