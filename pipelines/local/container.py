@@ -160,7 +160,7 @@ class MetricExtractor:
     def feed(self, line: str, timestamp: str | None = None) -> None:
         for name, pattern in self._patterns:
             for match in pattern.finditer(line):
-                value = _as_float(match.group(1) if pattern.groups else match.group(0))
+                value = matched_value(match)
                 if value is not None:
                     with self._lock:
                         self.history[name].append({"Value": value, "Timestamp": timestamp or utc_now()})
@@ -174,6 +174,11 @@ class MetricExtractor:
         with self._lock:
             return {"MetricDefinitions": self.definitions,
                     "Metrics": {name: list(values) for name, values in self.history.items()}}
+
+
+def matched_value(match: re.Match[str]) -> float | None:
+    """A MetricDefinitions regex's value, as SageMaker reads it: its first group (the whole match without one)."""
+    return _as_float(match.group(1) if match.re.groups else match.group(0))
 
 
 def _as_float(text: str) -> float | None:

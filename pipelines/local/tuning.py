@@ -8,9 +8,10 @@ live in `tuning_strategies` (Random, Grid, Bayesian = optuna TPE as a local stan
 Bayesian with parallel trials, only as far as trials finish in the same order).
 
 As on SageMaker, a failed training job is recorded and tuning goes on; the objective is the final value of the
-objective metric in each job's FinalMetricDataList. What the local engine accepts but does not act on:
-`TrainingJobEarlyStoppingType: Auto` (no trial is stopped early), `WarmStartConfig`, `Autotune`, and the
-`BestObjectiveNotImproving`/`ConvergenceDetected` completion criteria. `TargetObjectiveMetricValue` and
+objective metric in each job's FinalMetricDataList. `TrainingJobEarlyStoppingType: Auto` stops a trial whose
+objective falls behind the finished trials' (`early_stopping`, SageMaker's median rule). What the local engine
+accepts but does not act on: `WarmStartConfig`, `Autotune`, and the `BestObjectiveNotImproving`/
+`ConvergenceDetected` completion criteria. `TargetObjectiveMetricValue` and
 `ResourceLimits.MaxRuntimeInSeconds` stop launching new trials; trials already running finish.
 """
 
@@ -27,12 +28,14 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
-from pipelines.local.container import DEFAULT_REGION, job_arn, utc_now
+from pipelines.local.container import DEFAULT_REGION, job_arn, matched_value, utc_now
+from pipelines.local.early_stopping import MedianStoppingRule
 from pipelines.local.step_api import StepFailed, StepRun
 from pipelines.local.tuning_strategies import SearchStrategy, grid_size, make_strategy, parse_ranges
 from pipelines.local.tuning_trials import Trial, best_trial, final_metric, status_counters
 from pipelines.local.workspace import Workspace
 
+CANCEL_POLL_SECONDS = 0.2  # how soon an execution's stop reaches the running trials
 TUNING_JOB_NAME_MAX = 32  # the service's limit for HyperParameterTuningJobName
 TRAINING_JOB_NAME_MAX = 63
 TrainingRunner = Callable[[StepRun, str, dict[str, Any]], dict[str, Any]]
@@ -122,6 +125,7 @@ class TuningPlan:
     cpu_per_trial: int
     deadline: float | None  # time.monotonic() after which no trial starts
     target: float | None  # TargetObjectiveMetricValue: stop launching once reached
+    early_stopping: bool  # TrainingJobEarlyStoppingType Auto
 
     def reached_target(self, best: Trial | None) -> bool:
         if self.target is None or best is None or best.objective is None:
@@ -146,6 +150,7 @@ def make_plan(run: StepRun, name: str, region: str, strategy_name: str, grid: in
         budget=int(budget), parallel=parallel, cpu_per_trial=max(1, run.cpu_budget // parallel),
         deadline=None if runtime is None else time.monotonic() + float(runtime),
         target=criteria.get("TargetObjectiveMetricValue"),
+        early_stopping=str(config.get("TrainingJobEarlyStoppingType", "Off")).lower() == "auto",
     )
 
 
@@ -161,6 +166,7 @@ class TrialLoop:
         self.plan, self.strategy, self.run, self.runner = plan, strategy, run, runner
         self.trials: list[Trial] = []
         self._exhausted = False
+        self.early_stopping = objective_watch(plan) if plan.early_stopping else None
 
     def execute(self) -> list[Trial]:
         running: dict[Future[None], Trial] = {}
@@ -172,7 +178,10 @@ class TrialLoop:
                         running[pool.submit(self._run_trial, trial)] = trial
                 if not running:
                     return self.trials
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                done, _ = wait(running, timeout=CANCEL_POLL_SECONDS, return_when=FIRST_COMPLETED)
+                if self.run.cancelled.is_set():  # each trial's job watches its own stop event
+                    for trial in running.values():
+                        trial.stop.set()
                 for future in sorted(done, key=lambda f: running[f].number):
                     future.result()  # _run_trial records failures on the trial; anything raised here is a bug
                     self._finished(running.pop(future), len(running))
@@ -199,14 +208,23 @@ class TrialLoop:
         tag = f"[{trial.number + 1:03d}] "
         # Trials share the step's log (tagged, as parallel jobs interleave) and its cancel event; their own phase
         # updates stay out of the step's progress, which shows the tuning job.
-        trial_run = dataclasses.replace(self.run, cpu_budget=self.plan.cpu_per_trial,
-                                        log=lambda line: self.run.log(tag + line), on_progress=lambda progress: None)
+        def log(line: str) -> None:
+            self.run.log(tag + line)
+            if self.early_stopping is not None:
+                self._check_early_stopping(trial, line, tag)
+
+        trial_run = dataclasses.replace(self.run, cpu_budget=self.plan.cpu_per_trial, log=log,
+                                        on_progress=lambda progress: None, cancelled=trial.stop)
         request = trial_request(self.plan.definition, trial.job_name, trial.tuned, self.plan.objective["MetricName"])
         try:
             describe = self.runner(trial_run, trial.job_name, request)
         except StepFailed as failure:
-            stopped = self.run.cancelled.is_set()  # the job was killed because the execution is being stopped
-            trial.status, trial.failure_reason = ("Stopped" if stopped else "Failed"), failure.reason
+            if trial.early_stop_reason is not None:
+                trial.status, trial.failure_reason = "Stopped", trial.early_stop_reason
+                trial.metric_value = trial.curve[-1] if trial.curve else None
+            else:
+                stopped = self.run.cancelled.is_set()  # the job was killed because the execution is being stopped
+                trial.status, trial.failure_reason = ("Stopped" if stopped else "Failed"), failure.reason
         except Exception as error:  # a bug in the runner: recorded like the service records an internal error
             trial.status, trial.failure_reason = "Failed", f"{type(error).__name__}: {error}"
         else:
@@ -216,11 +234,29 @@ class TrialLoop:
             trial.end_time = describe.get("TrainingEndTime")
             trial.metric_value = final_metric(describe, self.plan.objective["MetricName"])
             trial.failure_reason = describe.get("FailureReason")
+            trial.early_stop_reason = None  # it finished before the stop reached it
         trial.end_time = trial.end_time or utc_now()
         trial.start_time = trial.start_time or trial.creation_time
 
+    def _check_early_stopping(self, trial: Trial, line: str, tag: str) -> None:
+        """On a trial's log pump: each objective value it reports is judged against the finished trials."""
+        assert self.early_stopping is not None
+        rule, pattern = self.early_stopping
+        match = pattern.search(line)
+        value = matched_value(match) if match else None
+        if value is None or trial.stop.is_set():
+            return
+        trial.curve.append(value)
+        reason = rule.verdict(trial.curve)
+        if reason is not None:
+            trial.early_stop_reason = reason
+            self.run.log(tag + reason)
+            trial.stop.set()
+
     def _finished(self, trial: Trial, still_running: int) -> None:
         self.strategy.tell(trial.number, trial.objective if trial.status == "Completed" else None)
+        if self.early_stopping is not None and (trial.status == "Completed" or trial.early_stop_reason):
+            self.early_stopping[0].add_finished(trial.curve)
         best = best_trial(self.trials, self.plan.objective["Type"])
         self.run.log(self._describe(trial, best))
         jobs, objectives = status_counters(self.trials)
@@ -243,6 +279,20 @@ class TrialLoop:
         result = f"{metric}={trial.metric_value}" if trial.metric_value is not None else f"no {metric} reported"
         best_text = f"; best so far {best.job_name} ({best.objective})" if best is not None else ""
         return f"{head}: {result} with {values}{best_text}"
+
+
+def objective_watch(plan: TuningPlan) -> tuple[MedianStoppingRule, re.Pattern[str]] | None:
+    """The early-stopping rule and the objective metric's regex; None when the definition has no such metric
+    (no trial then reports the objective, and tuning fails saying so)."""
+    definitions = plan.definition.get("AlgorithmSpecification", {}).get("MetricDefinitions", [])
+    regex = next((d.get("Regex") for d in definitions if d.get("Name") == plan.objective["MetricName"]), None)
+    if regex is None:
+        return None
+    try:
+        pattern = re.compile(regex)
+    except re.error:
+        return None  # the training job refuses the definition with the regex's error
+    return MedianStoppingRule(plan.objective["Type"], plan.objective["MetricName"]), pattern
 
 
 # ---------------------------------------------------------------------------------------------- outcome

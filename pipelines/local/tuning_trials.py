@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -24,6 +25,10 @@ class Trial:
     end_time: str | None = None
     metric_value: float | None = None  # as reported, NaN included
     failure_reason: str | None = None
+    curve: list[float] = dataclasses.field(default_factory=list)  # the objective's values, one an epoch
+    # Set to stop the trial's job: early stopping (with its reason) or the execution's stop.
+    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+    early_stop_reason: str | None = None
 
     @property
     def objective(self) -> float | None:
@@ -57,7 +62,8 @@ def final_metric(describe: Mapping[str, Any], metric_name: str) -> float | None:
 
 
 def best_trial(trials: list[Trial], objective_type: str) -> Trial | None:
-    """The trial with the best objective; ties go to the earlier trial."""
+    """The completed trial with the best objective; ties go to the earlier trial. An early-stopped trial is not a
+    candidate: its model saw only part of its epochs, and the rule stopped it for being behind the median."""
     ranked = [(t.objective, t) for t in trials if t.status == "Completed" and t.objective is not None]
     if not ranked:
         return None
@@ -70,7 +76,8 @@ def status_counters(trials: list[Trial]) -> tuple[dict[str, int], dict[str, int]
     statuses = Counter(t.status for t in trials)
     jobs = {"Completed": statuses["Completed"], "InProgress": statuses["InProgress"], "RetryableError": 0,
             "NonRetryableError": statuses["Failed"], "Stopped": statuses["Stopped"]}
-    succeeded = sum(1 for t in trials if t.status == "Completed" and t.objective is not None)
+    # An early-stopped trial's objective is the last value it reported, as the service reports it.
+    succeeded = sum(1 for t in trials if t.status in ("Completed", "Stopped") and t.objective is not None)
     objectives = {"Succeeded": succeeded, "Pending": statuses["InProgress"],
                   "Failed": len(trials) - succeeded - statuses["InProgress"]}
     return jobs, objectives
