@@ -52,6 +52,9 @@ def check_config(config: PipelineConfig, origins: Mapping[str, str]) -> None:
         fail("tuning.strategy", f"strategy must be one of {', '.join(TUNING_STRATEGIES)}, got {tuning.strategy!r}")
     if tuning.early_stopping not in ("Off", "Auto"):
         fail("tuning.early_stopping", f"early_stopping must be Off or Auto, got {tuning.early_stopping!r}")
+    if tuning.strategy == "Hyperband" and tuning.early_stopping == "Auto":
+        fail("tuning.early_stopping", "early_stopping must be Off with the Hyperband strategy, which stops trials "
+             "itself (SageMaker's rule)")
     if not 1 <= tuning.max_parallel_jobs <= tuning.max_jobs:
         fail("tuning.max_parallel_jobs", "max_parallel_jobs must be between 1 and max_jobs: "
              + shown("tuning.max_parallel_jobs", "tuning.max_jobs"))
@@ -66,6 +69,11 @@ def check_config(config: PipelineConfig, origins: Mapping[str, str]) -> None:
     if config.training.image_size < 0:
         fail("training.image_size", "image_size must be positive (px), or 0 to follow the training images, "
              f"got {config.training.image_size}")
+    if not 0 < config.training.min_crop_scale <= 1:
+        fail("training.min_crop_scale", "min_crop_scale is the smallest share of the image a random crop keeps: "
+             f"in (0, 1], 1 for no cropping, got {config.training.min_crop_scale}")
+    if config.training.color_jitter < 0:
+        fail("training.color_jitter", f"color_jitter must be 0 (none) or more, got {config.training.color_jitter}")
     weights_url = config.training.weights_url
     if weights_url and _check_url_for_target(weights_url, "weights_url", config.project.target,
                                              lambda message: fail("training.weights_url", message)):

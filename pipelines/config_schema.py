@@ -85,6 +85,8 @@ class TrainingConfig:
     weight_decay: float
     freeze_backbone: bool
     hflip: bool
+    min_crop_scale: float
+    color_jitter: float
     seed: int
     weights_url: str
 

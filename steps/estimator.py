@@ -40,6 +40,8 @@ def static_hyperparameters(config: PipelineConfig, params: PipelineParameters) -
         "weight_decay": training.weight_decay,
         "freeze_backbone": str(training.freeze_backbone).lower(),
         "hflip": str(training.hflip).lower(),
+        "min_crop_scale": training.min_crop_scale,
+        "color_jitter": training.color_jitter,
         "seed": training.seed,
     }
 
