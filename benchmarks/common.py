@@ -149,6 +149,7 @@ class Timed:
     wall_s: float
     cpu_s: float  # user + system of the child and the children it waited for (DataLoader workers)
     output: str
+    peak_mb: float = 0.0  # the largest resident set of the child or of a child it waited for (ru_maxrss)
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -176,7 +177,7 @@ def run_timed(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, log: Pa
         wall = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
     return Timed(process.returncode, wall, usage.ru_utime + usage.ru_stime,
-                 log.read_text(encoding="utf-8", errors="replace"))
+                 log.read_text(encoding="utf-8", errors="replace"), usage.ru_maxrss / 1024)
 
 
 def _kill_group(pid: int) -> None:

@@ -3,6 +3,7 @@
     training  scripts/train.py vs a notebook-style reference loop: images/s, validation accuracy
     endpoint  the local endpoint vs the same work in-process: p50/p95/p99 latency, requests/s at concurrency 1, 4, 16
     multi_model  a multi-model endpoint vs the single-model one: warm p50, cold loads, throughput over 3 models
+    training-real  the same on 500x375 photos at 224 px: ResNet-50/18, frozen backbone and full fine-tuning
     distributed  one training job on 1 vs 2 local hosts (DDP): wall-time ratio, communication share, accuracy
     engine    a full default local run: wall time vs the jobs' own wall times
     cloud     jobs, instance-hours, repack and step caching, from the SageMaker definition alone
@@ -22,10 +23,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/run.py` from anywhere
 
-from benchmarks import cloud_cost, distributed, endpoint, engine, multi_model, photos, training  # noqa: E402
+from benchmarks import (  # noqa: E402
+    cloud_cost,
+    distributed,
+    endpoint,
+    engine,
+    multi_model,
+    photos,
+    training,
+    training_real,
+)
 from benchmarks.common import Result, load_average, machine  # noqa: E402
 
-ORDER = ("training", "endpoint", "multi_model", "distributed", "engine", "cloud", "photos")
+ORDER = ("training", "training-real", "endpoint", "multi_model", "distributed", "engine", "cloud", "photos")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -42,6 +52,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run_one(name: str, workdir: Path, quick: bool, done: dict[str, Result]) -> Result:
     if name == "training":
         return training.run(workdir, quick)
+    if name == "training-real":
+        return training_real.run(workdir, quick)
     if name == "endpoint":
         return endpoint.run(workdir, quick)
     if name == "multi_model":

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from benchmarks import cloud_cost, engine, training
-from benchmarks.common import Table, median, percentile, ratio
+from benchmarks import cloud_cost, engine, training, training_real
+from benchmarks.common import Table, Timed, median, percentile, ratio
 from benchmarks.loadgen import Client, closed_loop
 
 
@@ -46,6 +46,23 @@ def test_training_runs_are_parsed_from_the_epoch_and_step_lines() -> None:
     assert (run.accuracy, run.loop_s, run.step_s, run.images_per_s) == (0.95, 5.0, 0.2, 20.0)
     with pytest.raises(RuntimeError, match="expected 3 epoch lines"):
         training.parse_run("x", output, epochs=3, train_images=100, wall=1.0, cpu=1.0)
+
+
+def test_real_size_runs_keep_peak_memory_and_compare_against_the_first_row() -> None:
+    line = ("epoch={}/2 train_loss=1.0 train_accuracy=0.5 validation_loss=1.0 validation_accuracy={} lr=0.1 "
+            "epoch_seconds=1.0")
+    reference = training_real.parse("reference", Timed(0, 40.0, 70.0, "\n".join([line.format(1, "0.8"),
+                                                                                 line.format(2, "0.9")]), 900.0),
+                                    epochs=2, train_images=100)
+    ours = training_real.parse("train.py", Timed(0, 8.0, 10.0, line.format(1, "0.9") + "\n" + line.format(2, "0.91"),
+                                                 1200.0), epochs=2, train_images=100)
+    assert (reference.images_per_s, reference.accuracy, reference.peak_mb) == (5.0, 0.9, 900.0)
+    rows = training_real.recipe_table([reference, ours]).rows
+    assert rows[1][0] == "train.py" and rows[1][5] == 5.0 and rows[1][6] == 7.0  # x reference, CPU-s x less
+    with pytest.raises(RuntimeError, match="expected 3 epoch lines"):
+        training_real.parse("x", Timed(0, 1.0, 1.0, line.format(1, "0.5")), epochs=3, train_images=1)
+    frozen = [r for r in training_real.recipes(quick=True) if r.frozen]
+    assert {r.arch for r in frozen} == {"resnet50", "resnet18"} and all(r.image_size == 224 for r in frozen)
 
 
 def step(name: str, kind: str, started: str, ended: str, **props) -> dict:
