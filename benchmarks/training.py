@@ -220,7 +220,7 @@ def busy_neighbours(count: int) -> Iterator[None]:
 
 
 def variants_table(variants: dict[str, Any]) -> Table:
-    table = Table(["variant", "steps", "median ms", "p90 ms", "x train.py step time"])
+    table = Table(["variant", "steps", "median ms", "p90 ms", "x the first"])
     base = next(iter(variants.values()))["median_s"]
     for name, v in variants.items():
         table.add(name, v["steps"], 1000 * (v["median_s"] or float("nan")), 1000 * (v["p90_s"] or float("nan")),

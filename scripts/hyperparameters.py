@@ -40,7 +40,7 @@ class Config:
     num_workers: int = -1  # -1 (or "auto"): one DataLoader worker per CPU when images are decoded lazily
     cache_memory_fraction: float = 0.25
     amp: bool = True
-    channels_last: bool = True  # on a GPU; on CPU it measured slower (see setup_runtime)
+    channels_last: bool = True  # on a GPU, and on CPU from 128 px up (see train.setup_runtime)
     bn_momentum: float = 0.1  # a floor for BatchNorm momentum (see modeling.raise_bn_momentum); 0 keeps the arch's
     train: str = ""
     validation: str = ""

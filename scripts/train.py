@@ -49,6 +49,7 @@ from torch.nn.parallel import DistributedDataParallel
 # image_size=0 (the local preset) follows the images up to this side: a CPU epoch costs ~ side^2, so photos train
 # at 64px on a laptop's cores, and at ImageNet's 224px where a GPU makes that affordable.
 AUTO_IMAGE_SIZE_CAP = {"cpu": 64, "cuda": 224}
+CPU_CHANNELS_LAST_MIN = 128  # px: from this size up channels-last measured faster on CPU (setup_runtime)
 
 
 # ---------------------------------------------------------------------------------------------- one epoch
@@ -190,10 +191,11 @@ def setup_runtime(config: Config, world: World) -> Runtime:
         torch.backends.cudnn.benchmark = True
         if config.amp:
             amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    # Channels-last feeds the GPU's tensor cores under AMP. On CPU (oneDNN, fp32) it measured 5-9% slower a step
-    # for resnet18 at 32 px, the layout conversions in the backward pass and the fused Adam step costing more than
-    # the convolutions gain (benchmarks/training.py, "step variants"): there the plain layout stays.
-    channels_last = config.channels_last and device.type == "cuda"
+    # Channels-last feeds the GPU's tensor cores under AMP. On CPU (oneDNN, fp32) it depends on the size: a resnet18
+    # step measured 1.12x slower at 64 px (the layout conversions in the backward pass cost more than the
+    # convolutions gain), 1.07x faster at 128 px, 1.18x at 224 px, and a frozen resnet50's forward 1.5x faster at
+    # 224 px (benchmarks/training_real.py, "step variants"). image_size 0 on CPU stays at or below 64 px.
+    channels_last = config.channels_last and (device.type == "cuda" or config.image_size >= CPU_CHANNELS_LAST_MIN)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     return Runtime(device, amp_dtype, memory_format, world)
 

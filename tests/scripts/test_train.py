@@ -51,6 +51,15 @@ def test_epoch_line_matches_the_contract_regexes_even_for_nan() -> None:
         "train:loss": "nan", "train:accuracy": "0.8765", "validation:loss": "inf", "validation:accuracy": "0.9012"}
 
 
+@pytest.mark.parametrize(("image_size", "expected"), [(0, torch.contiguous_format), (64, torch.contiguous_format),
+                                                      (128, torch.channels_last), (224, torch.channels_last)])
+def test_cpu_memory_format_follows_the_image_size(image_size: int, expected: torch.memory_format) -> None:
+    config = train.Config(image_size=image_size)
+    assert train.setup_runtime(config, train.distributed.SINGLE_WORKER).memory_format == expected
+    config.channels_last = False
+    assert train.setup_runtime(config, train.distributed.SINGLE_WORKER).memory_format == torch.contiguous_format
+
+
 def test_warmup_cosine_schedule() -> None:
     factor = modeling.warmup_cosine(total_steps=100, warmup_steps=10)
     assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)
