@@ -38,7 +38,7 @@ from benchmarks.training import EPOCH_LINE, Settings, step_variants, variants_ta
 FROZEN_TARGET, FINETUNE_GPU_TARGET = 5.0, 3.0
 ACCURACY_TOLERANCE = 0.01
 RUN_TIMEOUT_S = 1200
-PRETRAIN_SIZE, PRETRAIN_EPOCHS = 112, 3
+PRETRAIN_SIZE, PRETRAIN_EPOCHS = 112, 6
 
 
 @dataclass(frozen=True)
