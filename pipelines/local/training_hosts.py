@@ -45,7 +45,8 @@ class HostGroup:
         for thread in threads:
             thread.start()
         while alive := [thread for thread in threads if thread.is_alive()]:
-            if self.cancelled.is_set() or any(run.failure or run.error for run in self.runs):
+            # wait(0), not is_set(): the job's StopSignal is also set by the executor's stop it wraps
+            if self.cancelled.wait(0) or any(run.failure or run.error for run in self.runs):
                 for run in self.runs:
                     run.stop.set()
             alive[0].join(POLL_SECONDS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tarfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,16 @@ def test_a_host_that_dies_fails_the_job_with_its_log_and_stops_the_others(worksp
     algo1 = json.loads((job_dir / "opt_ml/output/data/seen-algo-1.json").read_text())
     with pytest.raises(ProcessLookupError):  # no orphan survives the job
         os.kill(algo1["pid"], 0)
+
+
+def test_stopping_the_execution_stops_a_running_training_job(workspace) -> None:
+    request = hosts_request(1, "fail")  # algo-1 sleeps 60 s before it writes its model
+    run = step_run(workspace, request, cpu=2)
+    threading.Timer(1.0, run.cancelled.set).start()
+    with pytest.raises(StepFailed, match="^Stopped"):
+        run_training_job(run, "trainmodel-stopped", request)
+    job_dir = workspace.job_dir("exec1", "TrainModel", "trainmodel-stopped")
+    assert not (job_dir / "opt_ml/model/model.pth").exists()
 
 
 def test_a_sharded_by_s3_key_channel_gives_each_host_its_share(workspace) -> None:
