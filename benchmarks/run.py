@@ -1,15 +1,16 @@
 """Runs the benchmarks and prints their tables: `python benchmarks/run.py [--quick] [--only NAME ...] [--json OUT]`.
 
     training  scripts/train.py vs a notebook-style reference loop: images/s, validation accuracy
+    training-real  the same on 500x375 photos at 224 px: ResNet-50/18, frozen backbone and full fine-tuning
     endpoint  the local endpoint vs the same work in-process: p50/p95/p99 latency, requests/s at concurrency 1, 4, 16
     multi_model  a multi-model endpoint vs the single-model one: warm p50, cold loads, throughput over 3 models
-    training-real  the same on 500x375 photos at 224 px: ResNet-50/18, frozen backbone and full fine-tuning
     distributed  one training job on 1 vs 2 local hosts (DDP): wall-time ratio, communication share, accuracy
     engine    a full default local run: wall time vs the jobs' own wall times
     cloud     jobs, instance-hours, repack and step caching, from the SageMaker definition alone
     photos    users'-style 500x375 photos on the local defaults vs the former 32 px preset: accuracy, wall time
 
-`--quick` (a few minutes on 2 cores): fewer epochs, repeats and requests; the full mode adds ablations.
+`--quick` (about 20 minutes on 2 cores, 14 of them training-real): fewer epochs, images, repeats and requests;
+the full mode adds ablations.
 """
 
 from __future__ import annotations
