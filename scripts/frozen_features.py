@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 
 import torch
-from data_cache import CachedSource, InputData, augment
+from data_cache import CachedSource, InputData, LazySource, augment
 from inference import find_head, normalize
 from torch import nn
 
@@ -96,9 +96,9 @@ def _features_of(model: nn.Module, head: nn.Module, inputs: torch.Tensor) -> tup
     return captured[0], logits
 
 
-def compute_features(model: nn.Module, head_name: str, source, image_size: int, batch_size: int,
-                     device: torch.device, amp_dtype: torch.dtype | None, memory_format: torch.memory_format,
-                     train: bool) -> CachedSource:
+def compute_features(model: nn.Module, head_name: str, source: CachedSource | LazySource, image_size: int,
+                     batch_size: int, device: torch.device, amp_dtype: torch.dtype | None,
+                     memory_format: torch.memory_format, train: bool) -> CachedSource:
     """The head's inputs for every image of ``source``, in order, with their labels, on ``device``. Training
     images go through the same (now deterministic) augment() a per-step run applies; validation images as they are.
     Raises ValueError when the model's output is not its head's output on these features."""

@@ -206,8 +206,9 @@ class TrialLoop:
     def _run_trial(self, trial: Trial) -> None:
         """Runs on a pool thread; never raises, so one broken trial cannot take the others down."""
         tag = f"[{trial.number + 1:03d}] "
-        # Trials share the step's log (tagged, as parallel jobs interleave) and its cancel event; their own phase
-        # updates stay out of the step's progress, which shows the tuning job.
+        # Trials share the step's log (tagged, as parallel jobs interleave); each has its own stop event, set by
+        # early stopping or the execution's stop. Their own phase updates stay out of the step's progress, which
+        # shows the tuning job.
         def log(line: str) -> None:
             self.run.log(tag + line)
             if self.early_stopping is not None:
