@@ -54,9 +54,13 @@ def test_real_size_runs_keep_peak_memory_and_compare_against_the_first_row() -> 
     reference = training_real.parse("reference", Timed(0, 40.0, 70.0, "\n".join([line.format(1, "0.8"),
                                                                                  line.format(2, "0.9")]), 900.0),
                                     epochs=2, train_images=100)
-    ours = training_real.parse("train.py", Timed(0, 8.0, 10.0, line.format(1, "0.9") + "\n" + line.format(2, "0.91"),
-                                                 1200.0), epochs=2, train_images=100)
+    ours = training_real.parse("train.py", Timed(0, 8.0, 10.0, "\n".join([
+        "data: 100 train / 20 validation images, 5 classes; decoded in 2.0 s and cached in memory at 224px/224px",
+        line.format(1, "0.9"), line.format(2, "0.91")]), 1200.0), epochs=2, train_images=100)
     assert (reference.images_per_s, reference.accuracy, reference.peak_mb) == (5.0, 0.9, 900.0)
+    assert (reference.decode_s, ours.decode_s) == (None, 2.0)
+    decode = training_real.decode_table({"frozen-x": {"train.py": ours.__dict__}, "speedup": 1.0}).rows
+    assert decode == [["frozen-x", 8.0, 2.0, "25.0%", 8.0 / 6.0]]  # a job without its 2 s of decoding
     rows = training_real.recipe_table([reference, ours]).rows
     assert rows[1][0] == "train.py" and rows[1][5] == 5.0 and rows[1][6] == 7.0  # x reference, CPU-s x less
     with pytest.raises(RuntimeError, match="expected 3 epoch lines"):
