@@ -1,10 +1,11 @@
 """Training on the real workload: photo-size JPEGs at 224 px, ResNet-50 and ResNet-18, both transfer-learning recipes.
 
-The data: benchmarks/photo_dataset.py's scikit-image photographs as 500x375 JPEGs (odd modes and a broken file
-among them), 5 classes. The backbone to start from is trained here once, by train.py itself (from scratch, at
-112 px, on the same training photos) and handed to every run through the ``weights`` channel, as a network-isolated
-SageMaker job gets its weights; the reference loads the same file. It stands in for ImageNet weights, which cannot be
-downloaded here: what is measured is speed, with accuracy only checked equal.
+The data: benchmarks/photo_dataset.py's scikit-image photographs as 500x375 JPEGs (odd modes among them; its
+broken file is removed, as PrepareData drops it), 5 classes. The backbone to start from is trained here once, by
+train.py itself (from scratch, at 112 px, on the same training photos) and handed to every run through the
+``weights`` channel, as a network-isolated SageMaker job gets its weights; the reference loads the same file. It
+stands in for ImageNet weights, which cannot be downloaded here: what is measured is speed, with accuracy only
+checked equal.
 
 Recipes, each run by scripts/train.py and by the notebook-style benchmarks/reference_train.py on the same data,
 epochs, batch, learning rate and weights:
