@@ -198,20 +198,18 @@ def run(workdir: Path, quick: bool) -> Result:
         what = ("frozen backbone + new head, no augmentation" if r.frozen
                 else "full fine-tuning, random resized crops + colour jitter")
         result.tables.append((f"{r.arch}, {what}, {r.epochs} epochs, lr {r.lr:g}:", recipe_table(runs)))
-        result.figures[key] = {"reference": base.__dict__ | {"images_per_s": base.images_per_s},
-                               "train.py": ours.__dict__ | {"images_per_s": ours.images_per_s},
-                               "speedup": speedup, "accuracy_delta": delta, "epochs": r.epochs}
-        for one in runs:
-            result.figures[key][one.label] = one.__dict__ | {"images_per_s": one.images_per_s}
+        result.figures[key] = {"speedup": speedup, "accuracy_delta": delta, "epochs": r.epochs,
+                               **{one.label: one.__dict__ | {"images_per_s": one.images_per_s} for one in runs}}
         target = FROZEN_TARGET if r.frozen else (FINETUNE_GPU_TARGET if device != "CPU" else None)
         if target is not None:
             result.targets[f"{key}: >= {target:g}x reference images/s ({speedup:.2f}x)"] = speedup >= target
         result.targets[f"{key}: accuracy within 1 point of the reference, or better ({100 * delta:+.1f} points)"] = (
             delta >= -ACCURACY_TOLERANCE)
+    decoding = decode_table(result.figures)
     result.tables.append(("What decoding costs a train.py job (a tuning trial or TrainModel; every job of the "
                           "tune-and-train chain decodes the same images), so what decoding once per pipeline could "
-                          "save at most:", decode_table(result.figures)))
-    most = max((row[-1] for row in decode_table(result.figures).rows), default=float("nan"))
+                          "save at most:", decoding))
+    most = max((row[-1] for row in decoding.rows), default=float("nan"))
     result.targets[f"tune-and-train chain >= {CHAIN_TARGET:g}x by decoding once per pipeline (at most {most:.2f}x "
                    "here: see the table)"] = most >= CHAIN_TARGET
     # Whether the CPU step settings measured at 32 px (contiguous, fp32, fused Adam) still win at 224 px
