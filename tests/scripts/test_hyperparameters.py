@@ -62,7 +62,8 @@ def test_parse_hyperparameters_defaults_and_stray_tokens() -> None:
     ("overrides", "message"),
     [({"arch": "resnet_18"}, "did you mean resnet18"), ({"optimizer": "rmsprop"}, "adam, adamw, sgd"),
      ({"epochs": 0}, "epochs must be positive"), ({"min_crop_scale": 0.0}, "min_crop_scale"),
-     ({"label_smoothing": 1.0}, "label_smoothing")],
+     ({"label_smoothing": 1.0}, "label_smoothing"),
+     ({"color_jitter": -0.1}, r"^color_jitter must be 0 \(none\) or more, got -0.1$")],
 )
 def test_validate_rejects_bad_settings(overrides: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
