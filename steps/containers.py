@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sagemaker import image_uris
-from sagemaker.processing import ScriptProcessor
+from sagemaker.processing import ProcessingInput, ScriptProcessor
 from sagemaker.workflow.pipeline_context import PipelineSession
 
 from pipelines.config import PipelineConfig, bucket_and_role
@@ -13,6 +13,9 @@ from pipelines.pytorch_framework import FRAMEWORK_VERSION as FRAMEWORK_VERSION  
 from pipelines.pytorch_framework import PY_VERSION as PY_VERSION
 
 PROCESSING_ROOT = "/opt/ml/processing"
+# Where a processing script finds the scripts/<name>.py modules it imports: each in MODULES_ROOT/<name>/ (the script
+# puts every folder there on sys.path), because a script processor uploads only the one script.
+MODULES_ROOT = f"{PROCESSING_ROOT}/input/modules"
 
 
 def pytorch_image_uri(config: PipelineConfig, instance_type: str, scope: str) -> str:
@@ -45,3 +48,9 @@ def script_processor(config: PipelineConfig, params: PipelineParameters, session
         base_job_name=f"{config.project.pipeline_name}-{job_suffix}",
         sagemaker_session=session,
     )
+
+
+def module_inputs(modules: tuple[str, ...]) -> list[ProcessingInput]:
+    """One ProcessingInput per scripts/<module>.py a processing script imports."""
+    return [ProcessingInput(source=str(SCRIPTS_DIR / f"{module}.py"), destination=f"{MODULES_ROOT}/{module}",
+                            input_name=module) for module in modules]

@@ -10,13 +10,15 @@ from sagemaker.workflow.steps import CacheConfig, ProcessingStep, TrainingStep
 
 from pipelines.config import PipelineConfig
 from pipelines.parameters import PipelineParameters
-from steps.containers import PROCESSING_ROOT, SCRIPTS_DIR, script_processor
+from steps.containers import PROCESSING_ROOT, SCRIPTS_DIR, module_inputs, script_processor
 from steps.prepare_data import split_uri
 
 STEP_NAME = "EvaluateModel"
 REPORT_OUTPUT = "evaluation"
 REPORT_FILE = "evaluation.json"
 PROPERTY_FILE_NAME = "EvaluationReport"
+# scripts/<name>.py that evaluate.py imports (steps/containers.py `module_inputs`)
+EVALUATE_MODULES = ("model_loading",)
 # Where scripts/evaluate.py writes the test accuracy in the Model Registry's multiclass format
 # (a test resolves it on evaluate.py's real output).
 ACCURACY_JSON_PATH = "multiclass_classification_metrics.accuracy.value"
@@ -39,6 +41,7 @@ def build_evaluation_step(
                 source=train.properties.ModelArtifacts.S3ModelArtifacts, destination=f"{PROCESSING_ROOT}/model"
             ),
             ProcessingInput(source=split_uri(prepare, "test"), destination=f"{PROCESSING_ROOT}/test"),
+            *module_inputs(EVALUATE_MODULES),
         ],
         outputs=[ProcessingOutput(output_name=REPORT_OUTPUT, source=f"{PROCESSING_ROOT}/{REPORT_OUTPUT}")],
     )

@@ -8,14 +8,14 @@ from sagemaker.workflow.steps import CacheConfig, ProcessingStep
 
 from pipelines.config import PipelineConfig
 from pipelines.parameters import PipelineParameters
-from steps.containers import PROCESSING_ROOT, SCRIPTS_DIR, script_processor
+from steps.containers import MODULES_ROOT as MODULES_ROOT  # re-exported: where the modules land
+from steps.containers import PROCESSING_ROOT, SCRIPTS_DIR, module_inputs, script_processor
 
 STEP_NAME = "PrepareData"
 SPLITS = ("train", "validation", "test")
 OUTPUT_NAMES = (*SPLITS, "report")
 # scripts/<name>.py that preprocess.py imports; each arrives in MODULES_ROOT/<name>/ (preprocess.py looks there)
 PREPROCESS_MODULES = ("safe_extract", "rgb_conversion")
-MODULES_ROOT = f"{PROCESSING_ROOT}/input/modules"
 
 
 def build_prepare_data_step(
@@ -29,10 +29,7 @@ def build_prepare_data_step(
             ProcessingInput(
                 source=params["InputDataUrl"], destination=f"{PROCESSING_ROOT}/input/data", input_name="dataset"
             ),
-            # preprocess.py imports these; a script processor uploads only the script itself.
-            *(ProcessingInput(source=str(SCRIPTS_DIR / f"{module}.py"),
-                              destination=f"{MODULES_ROOT}/{module}", input_name=module)
-              for module in PREPROCESS_MODULES),
+            *module_inputs(PREPROCESS_MODULES),
         ],
         outputs=[
             ProcessingOutput(output_name=name, source=f"{PROCESSING_ROOT}/output/{name}") for name in OUTPUT_NAMES

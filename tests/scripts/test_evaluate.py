@@ -323,6 +323,13 @@ def test_script_runs_with_sagemaker_defaults_relocated(tmp_path: Path) -> None:
     shipped = tmp_path / "code" / "evaluate.py"  # alone, as ProcessingStep ships it: no project module to lean on
     shipped.parent.mkdir()
     shipped.write_bytes(SCRIPT.read_bytes())
+    from steps.containers import MODULES_ROOT
+    from steps.evaluation import EVALUATE_MODULES
+
+    for module in EVALUATE_MODULES:  # each where the definition's "modules" input puts it
+        destination = Path(f"{MODULES_ROOT}/{module}".replace("/opt/ml", str(base), 1))
+        destination.mkdir(parents=True)
+        (destination / f"{module}.py").write_bytes((SCRIPT.parent / f"{module}.py").read_bytes())
     env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base)}
     env.pop("PYTHONPATH", None)
     proc = subprocess.run([sys.executable, str(shipped)], env=env, capture_output=True, text=True, timeout=120,
