@@ -5,8 +5,9 @@ Runs in a SageMaker PyTorch processing container (or relocated by the local engi
 scikit-learn. The model is loaded through the artifact's own ``code/inference.py`` and images go through its
 ``input_fn``, so evaluation sees what serving sees.
 
-Writes ``evaluation.json`` (SageMaker Model Registry model-quality format, multiclass), ``confusion_matrix.json`` and
-``confusion_matrix.png``. Bad input exits 2 with one line on stderr.
+Writes ``evaluation.json`` (SageMaker Model Registry model-quality format, multiclass), ``confusion_matrix.json``,
+``confusion_matrix.png`` and ``predictions.json`` (each scored test image: label, prediction, probabilities and loss;
+ExplainModel picks its confused pairs and top-loss images from it). Bad input exits 2 with one line on stderr.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from model_loading import (  # noqa: E402
 
 # The condition step reads this with JsonGet; renaming it breaks the pipeline.
 ACCURACY_JSON_PATH = "multiclass_classification_metrics.accuracy.value"
+PREDICTIONS_FILE = "predictions.json"
 TOP_K = 5
 MAX_TICK_LABELS = 40
 MAX_ANNOTATED_CLASSES = 15
@@ -235,6 +237,20 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: 
     return True
 
 
+def prediction_records(class_names: Sequence[str], paths: Sequence[str], y_true: np.ndarray,
+                       scores: np.ndarray) -> list[dict]:
+    """One record per scored image, in test order: its label, the prediction, both probabilities and the loss."""
+    records = []
+    for path, label, row in zip(paths, y_true, scores, strict=True):
+        predicted = int(row.argmax())
+        p_true = float(row[label])
+        records.append({"image": path, "label": class_names[label], "predicted": class_names[predicted],
+                        "probability": float(row[predicted]), "probability_of_label": p_true,
+                        # cross-entropy of the softmax; clipped so a hard 0 gives a large finite loss, not inf
+                        "loss": float(-np.log(max(p_true, 1e-12)))})
+    return records
+
+
 def write_outputs(report: dict, output_dir: Path) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
     # allow_nan=False: a bare NaN is invalid JSON and would break the condition step's JsonGet.
@@ -283,6 +299,11 @@ def evaluate(model_dir: Path, test_dir: Path, output_dir: Path, batch_size: int 
         scores, y_true, skipped = predict(model, items, test_dir, batch_size)
     report = build_evaluation_report(model.class_names, y_true, scores.argmax(axis=1), scores, skipped)
     write_outputs(report, output_dir)
+    unreadable = {entry["path"] for entry in skipped}
+    scored = [rel for rel in (path.relative_to(test_dir).as_posix() for _, path in items) if rel not in unreadable]
+    predictions = {"class_names": model.class_names,
+                   "images": prediction_records(model.class_names, scored, y_true, scores)}
+    (output_dir / PREDICTIONS_FILE).write_text(json.dumps(predictions, allow_nan=False) + "\n")
     return report
 
 

@@ -14,7 +14,7 @@ import json
 import sys
 import tarfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -93,6 +93,7 @@ class EvalModel:
     net: Any  # torch.nn.Module, or anything mapping an NCHW batch to logits
     class_names: list[str]
     preprocess: Callable[[bytes], Any]  # raw image bytes -> CHW tensor
+    meta: dict = field(default_factory=dict)  # model_meta.json: image_size, mean, std (ExplainModel un-normalises)
 
 
 def import_handler(path: Path) -> Any:
@@ -145,7 +146,7 @@ def load_model(model_root: Path) -> EvalModel:
         raise EvaluationError("the model's meta has no class_names list")
     if hasattr(net, "eval"):
         net.eval()
-    return EvalModel(net=net, class_names=list(class_names), preprocess=make_preprocess(module, meta))
+    return EvalModel(net=net, class_names=list(class_names), preprocess=make_preprocess(module, meta), meta=meta)
 
 
 def make_preprocess(module: Any, meta: dict) -> Callable[[bytes], Any]:

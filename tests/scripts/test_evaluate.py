@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import math
 import os
 import subprocess
 import sys
@@ -510,3 +511,28 @@ def test_model_trained_by_train_py_evaluates_like_its_own_validation(
     assert ext["num_test_images"] == 100 and ext["num_skipped"] == 0 and ext["top_5_accuracy"] is not None
     accuracy = report["multiclass_classification_metrics"]["accuracy"]["value"]
     assert accuracy == pytest.approx(validation_accuracy, abs=0.02)
+
+
+def test_predictions_file_has_every_scored_image_with_its_loss(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    names = class_list(3)
+    model_dir = make_model_dir(tmp_path / "model", names)
+    test_dir = make_test_dir(tmp_path / "test", {name: 2 for name in names}, 3)
+    (test_dir / "c000" / "broken.png").write_bytes(b"not a png")
+    rc, _, err = run_main(capsys, "--model-dir", model_dir, "--test-dir", test_dir, "--output-dir", tmp_path / "out")
+    assert rc == 0, err
+    written = json.loads((tmp_path / "out" / evaluate.PREDICTIONS_FILE).read_text())
+    assert written["class_names"] == names
+    images = written["images"]
+    assert len(images) == 6 and "c000/broken.png" not in {r["image"] for r in images}  # skipped: not scored
+    for record in images:
+        assert record["image"].split("/")[0] == record["label"]
+        assert record["loss"] == pytest.approx(-math.log(record["probability_of_label"]), rel=1e-6)
+        assert record["probability"] >= record["probability_of_label"]
+
+
+def test_prediction_records_give_a_certain_miss_a_large_finite_loss() -> None:
+    scores = np.array([[1.0, 0.0], [0.25, 0.75]])
+    records = evaluate.prediction_records(["a", "b"], ["a/1.png", "a/2.png"], np.array([1, 0]), scores)
+    assert records[0]["predicted"] == "a" and records[0]["loss"] == pytest.approx(-math.log(1e-12))
+    assert records[1] == {"image": "a/2.png", "label": "a", "predicted": "b", "probability": 0.75,
+                          "probability_of_label": 0.25, "loss": pytest.approx(-math.log(0.25))}
