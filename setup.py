@@ -47,6 +47,8 @@ INSTALL_REQUIRES = [
     "rich",
     "psutil",
     "optuna",  # the local stand-in for SageMaker's Bayesian tuning strategy
+    # ExplainModel's attribution maps (scripts/explain.py pins the same version where an image lacks it)
+    "captum==0.9.0",
     "uvicorn",
     "starlette",
     "httpx",

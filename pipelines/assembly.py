@@ -1,10 +1,11 @@
 r"""`get_pipeline`: the whole pipeline, top to bottom, made only of SageMaker SDK constructs.
 
 PrepareData -> TuneHyperparameters -> TrainModel -> EvaluateModel -> CheckAccuracy
+                                                            \-> ExplainModel ([explain] enabled; beside the gate)
     if  -> RegisterModel -> CreateModel -> EndpointConfig -> Endpoint
                                       \-> BatchTransform (the test split; [batch] enabled)
         ([deployment] mode = "multi-model": RegisterModel -> PublishModel -> MultiModel -> EndpointConfig -> Endpoint)
-    else-> AccuracyTooLow
+    else-> AccuracyTooLow (after ExplainModel: a failed model is explained too)
 Both targets run this one definition: SageMaker, and the local engine.
 """
 
@@ -26,6 +27,7 @@ from steps.deployment import (
     multi_model_prefix,
 )
 from steps.evaluation import build_evaluation_step
+from steps.explain import build_explain_step
 from steps.gate import build_condition_step, build_fail_step
 from steps.prepare_data import build_prepare_data_step
 from steps.registration import build_register_step, build_serving_model
@@ -45,9 +47,11 @@ def get_pipeline(config: PipelineConfig, session: PipelineSession) -> Pipeline:
     tune = build_tuning_step(config, params, session, prepare, cache)
     train = build_training_step(config, params, session, prepare, tune, cache)
     evaluate, report = build_evaluation_step(config, params, session, prepare, train, cache)
+    explain = build_explain_step(config, params, session, prepare, train, evaluate, cache) \
+        if config.explain.enabled else None
 
     model = build_serving_model(config, params, session, train)
-    register = build_register_step(config, params, model, evaluate)
+    register = build_register_step(config, params, model, evaluate, explain)
     bucket, _ = bucket_and_role(config)
     deploy: list[Step | StepCollection] = []
     if config.deployment.mode == "single" or config.batch.enabled:  # a Transform job takes no multi-model model
@@ -64,8 +68,9 @@ def get_pipeline(config: PipelineConfig, session: PipelineSession) -> Pipeline:
     if config.batch.enabled:
         output = batch_output_uri(bucket, config.project.pipeline_name)
         deploy.append(build_batch_transform_step(config.batch, params, session, output, prepare, create_model))
-    apply_retry_policies([prepare, tune, train, evaluate, register, *deploy], config.retry)
-    accuracy_too_low = build_fail_step(evaluate, report, params["AccuracyThreshold"])
+    explained = [explain] if explain else []
+    apply_retry_policies([prepare, tune, train, evaluate, *explained, register, *deploy], config.retry)
+    accuracy_too_low = build_fail_step(evaluate, report, params["AccuracyThreshold"], depends_on=explained)
     gate = build_condition_step(
         evaluate, report, params["AccuracyThreshold"], if_steps=[register, *deploy], else_steps=[accuracy_too_low]
     )
@@ -73,6 +78,6 @@ def get_pipeline(config: PipelineConfig, session: PipelineSession) -> Pipeline:
     return Pipeline(
         name=config.project.pipeline_name,
         parameters=params.as_list(),
-        steps=[prepare, tune, train, evaluate, gate],
+        steps=[prepare, tune, train, evaluate, *explained, gate],
         sagemaker_session=session,
     )

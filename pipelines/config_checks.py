@@ -16,6 +16,7 @@ from smdebug_rulesconfig.profiler_rules.rules import ProfilerRuleBase
 from pipelines.config_schema import (
     APPROVAL_STATUSES,
     DEPLOYMENT_MODES,
+    EXPLAIN_METHODS,
     TRAINING_DISTRIBUTIONS,
     TUNING_STRATEGIES,
     ConfigError,
@@ -117,10 +118,22 @@ def check_config(config: PipelineConfig, origins: Mapping[str, str]) -> None:
     if config.batch.max_concurrent_transforms < 1:
         fail("batch.max_concurrent_transforms", "max_concurrent_transforms must be at least 1, got "
              f"{config.batch.max_concurrent_transforms}")
+    _check_explain(config, fail)
     _check_deployment(config, fail)
     _check_retry(config, fail)
     _check_rule_names(config, origins)
     _check_profiler_rule_parameters(config, origins)
+
+
+def _check_explain(config: PipelineConfig, fail: Callable[[str, str], None]) -> None:
+    explain = config.explain
+    if explain.method not in EXPLAIN_METHODS:
+        fail("explain.method", f"method must be one of {', '.join(EXPLAIN_METHODS)}, got {explain.method!r}")
+    if not 1 <= explain.samples_per_class <= 100:
+        fail("explain.samples_per_class", f"samples_per_class must be between 1 and 100, got "
+             f"{explain.samples_per_class}")
+    if not 0 <= explain.top_loss <= 100:
+        fail("explain.top_loss", f"top_loss must be between 0 and 100, got {explain.top_loss}")
 
 
 def _check_deployment(config: PipelineConfig, fail: Callable[[str, str], None]) -> None:

@@ -20,6 +20,8 @@ RANGE_TYPES = ("continuous", "integer", "categorical")
 RANGE_SCALINGS = ("Auto", "Linear", "Logarithmic", "ReverseLogarithmic")
 APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
 DEPLOYMENT_MODES = ("single", "multi-model")
+# scripts/explain.py's --method choices (a test keeps the two lists equal: the script cannot import this module)
+EXPLAIN_METHODS = ("gradcam", "integrated_gradients", "occlusion")
 # How a multi-instance training job starts its workers (steps/estimator.py resolves "auto").
 TRAINING_DISTRIBUTIONS = ("auto", "torch_distributed", "none")
 
@@ -155,6 +157,16 @@ class BatchConfig:
 
 
 @dataclass(frozen=True)
+class ExplainConfig:
+    """The ExplainModel step: attribution overlays for test images, class balance and per-class recall gaps."""
+
+    enabled: bool
+    samples_per_class: int  # test images explained per class
+    top_loss: int  # the test images with the highest loss, explained too
+    method: str  # one of EXPLAIN_METHODS
+
+
+@dataclass(frozen=True)
 class DeploymentConfig:
     """How the endpoint serves: one model, or every published version from one multi-model endpoint; and how the
     endpoint's variant scales (Application Auto Scaling, applied by `pipeline.py autoscale`)."""
@@ -197,6 +209,7 @@ class PipelineConfig:
     debugger: DebuggerConfig
     profiler: RulesConfig
     batch: BatchConfig
+    explain: ExplainConfig
     deployment: DeploymentConfig
     retry: RetryConfig
     local: LocalConfig

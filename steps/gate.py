@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sagemaker.workflow.condition_step import ConditionStep
 from sagemaker.workflow.conditions import ConditionGreaterThanOrEqualTo
 from sagemaker.workflow.fail_step import FailStep
@@ -21,7 +23,10 @@ def test_accuracy(evaluation: ProcessingStep, report: PropertyFile) -> JsonGet:
     return JsonGet(step_name=evaluation.name, property_file=report, json_path=ACCURACY_JSON_PATH)
 
 
-def build_fail_step(evaluation: ProcessingStep, report: PropertyFile, threshold: Parameter) -> FailStep:
+def build_fail_step(evaluation: ProcessingStep, report: PropertyFile, threshold: Parameter,
+                    depends_on: Sequence[Step] = ()) -> FailStep:
+    """`depends_on`: steps that must finish before the execution is failed (ExplainModel, so a model that failed the
+    gate is explained too)."""
     return FailStep(
         name=FAIL_STEP_NAME,
         display_name="Accuracy too low",
@@ -36,6 +41,7 @@ def build_fail_step(evaluation: ProcessingStep, report: PropertyFile, threshold:
                 "- the model was not registered or deployed.",
             ],
         ),
+        depends_on=list(depends_on) or None,
     )
 
 

@@ -1,4 +1,5 @@
-"""RegisterModel: a new version in the Model Registry group, with the evaluation report as its metrics."""
+"""RegisterModel: a new version in the Model Registry group, with the evaluation report as its ModelQuality metrics
+and, when ExplainModel runs, its bias and explainability reports as ModelMetrics.Bias and .Explainability."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from pipelines.parameters import PipelineParameters
 from pipelines.session import bucket_and_role
 from steps.containers import pytorch_image_uri
 from steps.evaluation import report_uri
+from steps.explain import BIAS_FILE, BIAS_OUTPUT, EXPLAINABILITY_FILE, EXPLAINABILITY_OUTPUT
+from steps.explain import report_uri as explain_report_uri
 
 # ModelStep names its inner steps "<name>-RegisterModel" and "<name>-CreateModel".
 REGISTER_MODEL_STEP = "ImageClassifier"
@@ -44,9 +47,19 @@ def build_register_step(
     params: PipelineParameters,
     model: Model,
     evaluation: ProcessingStep,
+    explain: ProcessingStep | None = None,
 ) -> ModelStep:
     statistics = MetricsSource(content_type="application/json", s3_uri=report_uri(evaluation))
-    metrics = ModelMetrics(model_statistics=statistics)
+    if explain is None:
+        metrics = ModelMetrics(model_statistics=statistics)
+    else:
+        metrics = ModelMetrics(
+            model_statistics=statistics,
+            bias=MetricsSource(content_type="application/json",
+                               s3_uri=explain_report_uri(explain, BIAS_OUTPUT, BIAS_FILE)),
+            explainability=MetricsSource(content_type="application/json",
+                                         s3_uri=explain_report_uri(explain, EXPLAINABILITY_OUTPUT,
+                                                                   EXPLAINABILITY_FILE)))
     step_args = model.register(
         content_types=list(config.registry.content_types),
         response_types=list(config.registry.response_types),
