@@ -177,3 +177,9 @@ def test_the_script_alone_finds_the_modules_the_definition_ships(run_dirs: dict[
     assert json.loads((base / "processing" / "bias" / "bias.json").read_text())["version"] == "1.0"
     assert np.isfinite(json.loads((base / "processing" / "explainability" / "explainability.json").read_text())
                        ["seconds"])
+
+
+def test_the_config_offers_exactly_the_methods_the_script_takes() -> None:
+    from pipelines.config import EXPLAIN_METHODS
+
+    assert EXPLAIN_METHODS == explain.METHODS
