@@ -238,7 +238,7 @@ def test_upsert_uploads_every_code_object_the_definition_names(upserted_twice: U
                                (upserted_twice.stored_second, upserted_twice.objects_second)):
         uris = code_uris(stored_definition(described))
         assert {uri.rsplit("/", 1)[1] for uri in uris} == {"preprocess.py", "safe_extract.py", "rgb_conversion.py",
-                                                           "evaluate.py", "sourcedir.tar.gz"}
+                                                           "evaluate.py", "model_loading.py", "sourcedir.tar.gz"}
         keys = {uri.removeprefix(f"s3://{BUCKET}/") for uri in uris}
         assert keys <= set(objects), keys - set(objects)
     objects = upserted_twice.objects_first
