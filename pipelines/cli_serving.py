@@ -27,18 +27,18 @@ def approve(app: App, model_package_arn: str, approval: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print a JSON list")
 @click.pass_obj
 def models(app: App, as_json: bool) -> None:
-    """List registered model versions (Model Registry) with approval status and test accuracy."""
+    """List registered model versions (Model Registry) with approval status, test accuracy and bias verdict."""
     from pipelines.progress import print_json
 
     rows = app.target().list_models()
     if as_json:
         print_json(console, rows)
         return
-    table = Table("model package", "approval", "accuracy", "created")
+    table = Table("model package", "approval", "accuracy", "created", "bias")
     for row in rows:
         accuracy = row.get("accuracy")
         table.add_row(row["arn"], row["approval"], f"{accuracy:.4f}" if accuracy is not None else "",
-                      str(row.get("created", "")))
+                      str(row.get("created", "")), row.get("bias") or "")
     console.print(table)
 
 

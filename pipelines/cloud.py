@@ -23,7 +23,7 @@ from botocore.exceptions import (
 
 from pipelines import autoscaling
 from pipelines.config import PipelineConfig
-from pipelines.model_quality import accuracy_of, sagemaker_endpoint_url
+from pipelines.model_quality import accuracy_of, bias_summary_of, sagemaker_endpoint_url
 from pipelines.parameters import ParameterError, coerce_parameters, to_service_text
 from pipelines.s3_bridge import S3Bridge
 from pipelines.s3_urls import parse_s3_url
@@ -247,21 +247,27 @@ class SageMakerTarget:
             pages = self.client.get_paginator("list_model_packages").paginate(ModelPackageGroupName=group)
             rows = [row for page in pages for row in page.get("ModelPackageSummaryList", [])]
         return [{"arn": r["ModelPackageArn"], "approval": r.get("ModelApprovalStatus", ""),
-                 "created": _iso(r.get("CreationTime")), "accuracy": self._accuracy(r["ModelPackageArn"])}
-                for r in rows]
+                 "created": _iso(r.get("CreationTime")), **self._quality(r["ModelPackageArn"])} for r in rows]
 
-    def _accuracy(self, package_arn: str) -> float | None:
-        """The test accuracy in the package's ModelMetrics (EvaluateModel's evaluation.json); None when the package
-        has none or it cannot be read: one unreadable report must not hide the other versions."""
+    def _quality(self, package_arn: str) -> dict[str, Any]:
+        """The test accuracy (EvaluateModel's evaluation.json) and the bias verdict (ExplainModel's bias.json) the
+        package's ModelMetrics point at; None for each the package lacks or that cannot be read: one unreadable
+        report must not hide the other versions."""
         try:
-            described = self.client.describe_model_package(ModelPackageName=package_arn)
-            uri = (((described.get("ModelMetrics") or {}).get("ModelQuality") or {}).get("Statistics") or {}) \
-                .get("S3Uri")
-            if not uri:
-                return None
-            location = parse_s3_url(uri, "the model's statistics")
+            metrics = self.client.describe_model_package(ModelPackageName=package_arn).get("ModelMetrics") or {}
+        except (ClientError, BotoCoreError):
+            metrics = {}
+        return {"accuracy": accuracy_of(self._metrics_document(metrics, "ModelQuality", "Statistics")),
+                "bias": bias_summary_of(self._metrics_document(metrics, "Bias", "Report"))}
+
+    def _metrics_document(self, metrics: dict[str, Any], section: str, kind: str) -> Any:
+        uri = ((metrics.get(section) or {}).get(kind) or {}).get("S3Uri")
+        if not uri:
+            return None
+        try:
+            location = parse_s3_url(uri, f"the model's {section} {kind}")
             body = self.boto_session.client("s3").get_object(Bucket=location.bucket, Key=location.key)
-            return accuracy_of(json.loads(body["Body"].read()))
+            return json.loads(body["Body"].read())
         except (ClientError, BotoCoreError, ValueError):
             return None
 

@@ -1,4 +1,5 @@
-"""What `models` and `endpoints` show on both targets: a model package's test accuracy, an endpoint's address."""
+"""What `models` and `endpoints` show on both targets: a model package's test accuracy and bias verdict, an endpoint's
+address."""
 
 from __future__ import annotations
 
@@ -15,6 +16,12 @@ def accuracy_of(statistics: Mapping[str, Any] | None) -> float | None:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
     return None
+
+
+def bias_summary_of(report: Mapping[str, Any] | None) -> str | None:
+    """The one-line verdict of a Bias report (ExplainModel's bias.json), if it has one."""
+    summary = report.get("summary") if isinstance(report, Mapping) else None
+    return summary if isinstance(summary, str) and summary.strip() else None
 
 
 def sagemaker_endpoint_url(region: str, name: str) -> str:

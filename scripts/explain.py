@@ -164,6 +164,11 @@ class Attributor:
         return cam.detach().float().cpu().numpy()
 
 
+def overlay_name(image: str) -> str:
+    """Where an image's overlay goes: a.png keeps its name, a.jpg becomes a.jpg.png, so the two never share one."""
+    return f"overlays/{image}" if image.lower().endswith(".png") else f"overlays/{image}.png"
+
+
 def explain_images(model: EvalModel, records: Sequence[dict], test_dir: Path, method: str,
                    overlay_dir: Path) -> tuple[dict[str, dict], dict]:
     """Attribution for each record's predicted class: what each image's map says, by image path, and the method's
@@ -183,7 +188,7 @@ def explain_images(model: EvalModel, records: Sequence[dict], test_dir: Path, me
         maps = attributor.maps(batch, [index[r["predicted"]] for r in chunk])
         for record, tensor, raw in zip(chunk, batch.detach().cpu().numpy(), maps, strict=True):
             picture, heat = unnormalise(tensor, mean, std), normalise(raw)
-            overlay = f"overlays/{record['image']}.png"  # the full name: a.jpg and a.png must not share one
+            overlay = overlay_name(record["image"])
             (overlay_dir / overlay).parent.mkdir(parents=True, exist_ok=True)
             caption = f"{record['label']} -> {record['predicted']} {record['probability']:.2f}"
             overlay_png(picture, heat, caption).save(overlay_dir / overlay)

@@ -17,7 +17,7 @@ from pipelines.local.container import DEFAULT_REGION, job_arn
 from pipelines.local.state import StateStore, utc_now
 from pipelines.local.step_api import StepFailed, StepRun
 from pipelines.local.workspace import Workspace
-from pipelines.model_quality import accuracy_of
+from pipelines.model_quality import accuracy_of, bias_summary_of
 from pipelines.target_base import TargetError
 
 # The service's default for a package registered into a group without ModelApprovalStatus.
@@ -144,7 +144,8 @@ class ModelRegistry:
         return {
             "arn": row["arn"], "group": row["group_name"], "version": row["version"],
             "approval": row["approval_status"], "status": "Completed", "description": row["description"],
-            "accuracy": accuracy_of((metrics or {}).get("ModelQuality.Statistics")), "metrics": metrics,
+            "accuracy": accuracy_of((metrics or {}).get("ModelQuality.Statistics")),
+            "bias": bias_summary_of((metrics or {}).get("Bias.Report")), "metrics": metrics,
             "model_data_url": containers[0].get("ModelDataUrl"), "created": row["created"],
         }
 

@@ -527,16 +527,20 @@ def test_upload_data_of_an_empty_folder_is_refused(aws: None, tmp_path: Path) ->
     assert_refused(run("upload-data", str(empty)), f"{empty} holds no files: nothing to upload")
 
 
-def register(sagemaker: Any, metrics: dict[str, Any] | None) -> str:
-    extra = {"ModelMetrics": {"ModelQuality": {"Statistics": {
-        "ContentType": "application/json", "S3Uri": f"s3://{BUCKET}/eval/evaluation.json"}}}} if metrics else {}
-    if metrics:
-        boto3.client("s3", region_name=REGION).put_object(Bucket=BUCKET, Key="eval/evaluation.json",
-                                                           Body=json.dumps(metrics).encode())
+def register(sagemaker: Any, metrics: dict[str, Any] | None, bias: dict[str, Any] | None = None) -> str:
+    model_metrics: dict[str, Any] = {}
+    version = len(sagemaker.list_model_packages(ModelPackageGroupName=NAME)["ModelPackageSummaryList"]) + 1
+    s3 = boto3.client("s3", region_name=REGION)
+    for section, kind, document in (("ModelQuality", "Statistics", metrics), ("Bias", "Report", bias)):
+        if document is not None:
+            key = f"reports/{version}/{section}.json"
+            s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(document).encode())
+            model_metrics[section] = {kind: {"ContentType": "application/json", "S3Uri": f"s3://{BUCKET}/{key}"}}
     return sagemaker.create_model_package(
         ModelPackageGroupName=NAME, ModelApprovalStatus="PendingManualApproval",
         InferenceSpecification={"Containers": [{"Image": "image"}], "SupportedContentTypes": ["image/png"],
-                                "SupportedResponseMIMETypes": ["application/json"]}, **extra)["ModelPackageArn"]
+                                "SupportedResponseMIMETypes": ["application/json"]},
+        **({"ModelMetrics": model_metrics} if model_metrics else {}))["ModelPackageArn"]
 
 
 def test_models_shows_the_test_accuracy_from_the_packages_model_metrics(aws: None) -> None:
@@ -550,6 +554,21 @@ def test_models_shows_the_test_accuracy_from_the_packages_model_metrics(aws: Non
     assert accuracy == {measured: 0.9375, unmeasured: None}
     table = run("models")
     assert "0.9375" in table.stdout
+
+
+def test_models_shows_the_bias_verdict_from_the_packages_bias_report(aws: None) -> None:
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    sagemaker.create_model_package_group(ModelPackageGroupName=NAME)
+    verdict = "class 6-six has 1.1% of the training images (an even split gives 10.0%)"
+    explained = register(sagemaker, {"multiclass_classification_metrics": {"accuracy": {"value": 0.9}}},
+                         {"version": "1.0", "summary": verdict})
+    unexplained = register(sagemaker, {"multiclass_classification_metrics": {"accuracy": {"value": 0.8}}})
+    listed = run("models", "--json")
+    assert listed.exit_code == 0, listed.output
+    rows = {row["arn"]: (row["accuracy"], row["bias"]) for row in json.loads(listed.stdout)}
+    assert rows == {explained: (0.9, verdict), unexplained: (0.8, None)}
+    table = run("models").stdout
+    assert "6-six" in table
 
 
 def test_endpoints_shows_the_invocation_url_and_the_arn_apart(aws: None) -> None:

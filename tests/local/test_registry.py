@@ -118,6 +118,29 @@ def test_register_step_returns_describe_model_package_and_keeps_the_metrics(work
     assert row["model_data_url"] == MODEL_URI
 
 
+def test_bias_and_explainability_reports_are_kept_and_models_shows_the_bias_verdict(workspace: Workspace,
+                                                                                   store: StateStore) -> None:
+    reports = {"Bias": ("s3://local-pipeline/image-classifier/explain/bias/bias.json",
+                        {"version": "1.0", "summary": "class 6-six has 1.1% of the training images"}),
+               "Explainability": ("s3://local-pipeline/image-classifier/explain/explainability/explainability.json",
+                                  {"version": "1.0", "method": "gradcam"})}
+    arguments = copy.deepcopy(REQUEST)
+    for section, (uri, document) in reports.items():
+        workspace.path_for(uri).parent.mkdir(parents=True, exist_ok=True)
+        workspace.path_for(uri).write_text(json.dumps(document))
+        arguments["ModelMetrics"][section] = {"Report": {"ContentType": "application/json", "S3Uri": uri}}
+    properties = RegisterModelHandler(workspace, store).run(step_run(workspace, arguments))
+    assert properties["ModelMetrics"]["Bias"]["Report"]["S3Uri"] == reports["Bias"][0]
+    [row] = ModelRegistry(store).list_packages()
+    assert row["bias"] == "class 6-six has 1.1% of the training images"
+    assert row["metrics"]["Explainability.Report"] == {"version": "1.0", "method": "gradcam"}
+
+
+def test_a_package_without_a_bias_report_has_no_bias_verdict(store: StateStore) -> None:
+    ModelRegistry(store).create_package(REQUEST, {"ModelQuality.Statistics": EVALUATION})
+    assert ModelRegistry(store).list_packages()[0]["bias"] is None
+
+
 def test_register_step_without_the_metrics_file_registers_and_warns(workspace: Workspace, store: StateStore) -> None:
     workspace.path_for(EVALUATION_URI).unlink()
     lines: list[str] = []

@@ -183,3 +183,9 @@ def test_the_config_offers_exactly_the_methods_the_script_takes() -> None:
     from pipelines.config import EXPLAIN_METHODS
 
     assert EXPLAIN_METHODS == explain.METHODS
+
+
+def test_an_overlay_keeps_a_png_name_and_never_shares_one_with_a_same_stem_jpeg() -> None:
+    assert explain.overlay_name("cat/a.png") == "overlays/cat/a.png"
+    assert explain.overlay_name("cat/a.jpg") == "overlays/cat/a.jpg.png"
+    assert len({explain.overlay_name(name) for name in ("a.png", "a.jpg", "a.jpeg", "a.PNG")}) == 4
