@@ -286,6 +286,12 @@ def test_range_that_is_not_a_table_is_refused(tmp_path: Path) -> None:
         ({"PIPELINE_RETRY_INTERVAL_SECONDS": "0"}, "PIPELINE_RETRY_INTERVAL_SECONDS",
          "interval_seconds must be at least 1, got 0"),
         ({"PIPELINE_RETRY_BACKOFF_RATE": "0.5"}, "PIPELINE_RETRY_BACKOFF_RATE", "backoff_rate must be at least 1"),
+        ({"PIPELINE_EXPLAIN_METHOD": "shap"}, "PIPELINE_EXPLAIN_METHOD",
+         "method must be one of gradcam, integrated_gradients, occlusion, got 'shap'"),
+        ({"PIPELINE_EXPLAIN_SAMPLES_PER_CLASS": "0"}, "PIPELINE_EXPLAIN_SAMPLES_PER_CLASS",
+         "samples_per_class must be between 1 and 100, got 0"),
+        ({"PIPELINE_EXPLAIN_TOP_LOSS": "101"}, "PIPELINE_EXPLAIN_TOP_LOSS",
+         "top_loss must be between 0 and 100, got 101"),
     ],
     ids=["fractions-sum-1", "fractions-over-1", "val-over-1", "no-test-split", "parallel-over-max",
          "parallel-zero", "bad-strategy", "grid-with-numeric-ranges", "bad-early-stopping",
@@ -293,7 +299,7 @@ def test_range_that_is_not_a_table_is_refused(tmp_path: Path) -> None:
          "no-crop-area", "negative-jitter", "spot-wait-below-run", "batch-payload-over-100",
          "batch-no-concurrency", "bad-deployment-mode", "no-min-instances", "max-below-min", "no-target",
          "negative-cooldown", "no-endpoint-memory", "retry-attempts-over-20", "retry-no-interval",
-         "retry-backoff-below-1"],
+         "retry-backoff-below-1", "bad-explain-method", "no-explain-samples", "top-loss-over-100"],
 )
 def test_inconsistent_values_are_refused_naming_their_origin(environ: dict, where: str, message: str) -> None:
     refused(f"{where}: [", overrides=SAGEMAKER, environ=environ)

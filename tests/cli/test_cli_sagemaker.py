@@ -142,7 +142,7 @@ def test_definition_prints_the_definition_json(aws: None) -> None:
     assert result.exit_code == 0, result.output
     definition = json.loads(result.stdout)
     assert [s["Name"] for s in definition["Steps"]] == ["PrepareData", "TuneHyperparameters", "TrainModel",
-                                                        "EvaluateModel", "CheckAccuracy"]
+                                                        "EvaluateModel", "ExplainModel", "CheckAccuracy"]
     assert definition["Steps"][0]["Arguments"]["RoleArn"] == ROLE
     assert bucket_objects() == {}  # offline: the SDK's code uploads were discarded
 
@@ -159,7 +159,7 @@ def test_definition_with_o_writes_the_file_and_says_so(aws: None, built_once: No
 def test_validate_passes_and_exits_0(aws: None, built_once: None) -> None:
     result = run("validate")
     assert result.exit_code == 0, result.output
-    assert flat(result.stdout) == f"valid: {NAME}, 11 steps, {len(PARAMETER_SPECS)} parameters"
+    assert flat(result.stdout) == f"valid: {NAME}, 12 steps, {len(PARAMETER_SPECS)} parameters"
 
 
 def test_validate_passes_in_multi_model_mode_with_the_publish_step_and_a_multi_model_model(aws: None, monkeypatch,
@@ -167,7 +167,7 @@ def test_validate_passes_in_multi_model_mode_with_the_publish_step_and_a_multi_m
     monkeypatch.setenv("PIPELINE_DEPLOYMENT_MODE", "multi-model")
     result = run("validate")
     assert result.exit_code == 0, result.output
-    assert flat(result.stdout) == f"valid: {NAME}, 13 steps, {len(PARAMETER_SPECS)} parameters"  # + PublishModel,
+    assert flat(result.stdout) == f"valid: {NAME}, 14 steps, {len(PARAMETER_SPECS)} parameters"  # + PublishModel,
     definition = json.loads(run("definition").stdout)                                              # MultiModel
     gate = definition["Steps"][-1]["Arguments"]
     container = next(s for s in gate["IfSteps"] if s["Name"] == "MultiModel-CreateModel")["Arguments"]
@@ -238,7 +238,8 @@ def test_upsert_uploads_every_code_object_the_definition_names(upserted_twice: U
                                (upserted_twice.stored_second, upserted_twice.objects_second)):
         uris = code_uris(stored_definition(described))
         assert {uri.rsplit("/", 1)[1] for uri in uris} == {"preprocess.py", "safe_extract.py", "rgb_conversion.py",
-                                                           "evaluate.py", "model_loading.py", "sourcedir.tar.gz"}
+                                                           "evaluate.py", "model_loading.py", "explain.py",
+                                                           "bias_report.py", "overlays.py", "sourcedir.tar.gz"}
         keys = {uri.removeprefix(f"s3://{BUCKET}/") for uri in uris}
         assert keys <= set(objects), keys - set(objects)
     objects = upserted_twice.objects_first
@@ -254,7 +255,7 @@ def test_an_unchanged_re_upsert_keeps_every_cacheable_step_identical(upserted_tw
     the tuning step names TrainModel's content-addressed code and its base job name (pipelines.cache_stability)."""
     first = {s["Name"]: s for s in stored_definition(upserted_twice.stored_first)["Steps"]}
     second = {s["Name"]: s for s in stored_definition(upserted_twice.stored_second)["Steps"]}
-    for name in ("PrepareData", "EvaluateModel", "TrainModel"):
+    for name in ("PrepareData", "EvaluateModel", "ExplainModel", "TrainModel"):
         assert first[name]["Arguments"] == second[name]["Arguments"], name
     assert first["TuneHyperparameters"]["Arguments"]["TrainingJobDefinition"] == \
         second["TuneHyperparameters"]["Arguments"]["TrainingJobDefinition"]

@@ -173,13 +173,14 @@ def test_steps_in_order_with_register_and_deploy_if_accurate_else_fail(either: B
     steps = either.definition["Steps"]
     assert names_and_types(steps) == [("PrepareData", "Processing"), ("TuneHyperparameters", "Tuning"),
                                       ("TrainModel", "Training"), ("EvaluateModel", "Processing"),
-                                      ("CheckAccuracy", "Condition")]
+                                      ("ExplainModel", "Processing"), ("CheckAccuracy", "Condition")]
     gate = steps[-1]["Arguments"]
     assert names_and_types(gate["IfSteps"]) == [("ImageClassifier-RegisterModel", "RegisterModel"),
                                                 ("ServingModel-CreateModel", "Model"),
                                                 ("EndpointConfig", "EndpointConfig"), ("Endpoint", "Endpoint"),
                                                 ("BatchTransform", "Transform")]
     assert names_and_types(gate["ElseSteps"]) == [("AccuracyTooLow", "Fail")]
+    assert gate["ElseSteps"][0]["DependsOn"] == ["ExplainModel"]  # a model that fails the gate is explained too
     assert either.step("ServingModel-CreateModel")["DependsOn"] == ["ImageClassifier-RegisterModel"]
 
 
@@ -614,6 +615,7 @@ def test_every_step_that_takes_retry_policies_gets_the_ones_that_fit_it(either: 
     policies = {step["Name"]: step.get("RetryPolicies") for step in iter_steps(either.definition["Steps"])}
     assert policies == {
         "PrepareData": [service, jobs], "TuneHyperparameters": [service, tuning], "TrainModel": [service, jobs],
-        "EvaluateModel": [service, jobs], "CheckAccuracy": None, "ImageClassifier-RegisterModel": [service],
+        "EvaluateModel": [service, jobs], "ExplainModel": [service, jobs], "CheckAccuracy": None,
+        "ImageClassifier-RegisterModel": [service],
         "ServingModel-CreateModel": [service], "EndpointConfig": None, "Endpoint": None,
         "BatchTransform": [service, jobs], "AccuracyTooLow": None}
