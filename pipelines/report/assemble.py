@@ -14,6 +14,7 @@ from typing import Any
 
 from pipelines.report.artifacts import Files, parent_uri, read_json
 from pipelines.report.collect_batch import add_batch
+from pipelines.report.collect_explain import add_explanation
 from pipelines.report.collect_training import add_training
 from pipelines.report.execution_view import ExecutionFacts, ExecutionView, Lookups
 from pipelines.report.graph import StepFacts, step_nodes
@@ -34,6 +35,7 @@ def build_report(facts: ExecutionFacts, lookups: Lookups) -> ReportData:
     _add_tuning(view)
     add_training(view, lookups.files)
     _add_evaluation(view, lookups.files)
+    add_explanation(view, lookups.files)
     _add_model(view, lookups)
     _add_endpoint(view, lookups)
     add_batch(view, lookups.files)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pipelines.report.model import Curves, SystemMetrics, Tuning
@@ -161,4 +161,33 @@ def confusion_chart(names: Sequence[str], matrix: Sequence[Sequence[int]]) -> st
     axis.set_yticks(range(len(labels)), labels)
     axis.set_xlabel("predicted class")
     axis.set_ylabel("actual class")
+    return _figure_uri(figure)
+
+
+SPLIT_COLOURS = {"train": TRAIN_COLOUR, "validation": VALIDATION_COLOUR, "test": "#2ca02c"}
+
+
+def class_balance_chart(class_counts: Mapping[str, Mapping[str, int]]) -> str | None:
+    """Each class's share of each split, as bars beside the even share: an under-represented class stands out
+    whatever the split sizes."""
+    splits = [split for split, by_class in class_counts.items() if sum(by_class.values())]
+    names = sorted({name for split in splits for name in class_counts[split]})
+    if not splits or not names:
+        return None
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(max(6.0, 0.55 * len(names) + 2.0), 3.6))
+    width, highest = 0.8 / len(splits), 0.0
+    for index, split in enumerate(splits):
+        total = sum(class_counts[split].values())
+        shares = [100 * class_counts[split].get(name, 0) / total for name in names]
+        highest = max(highest, *shares)
+        axis.bar([i + (index - (len(splits) - 1) / 2) * width for i in range(len(names))], shares, width,
+                 label=f"{split} ({total})", color=SPLIT_COLOURS.get(split))
+    axis.axhline(100 / len(names), color="black", linestyle="--", linewidth=1, label="even share")
+    axis.set_xticks(range(len(names)), names, rotation=45 if len(names) > 6 else 0, ha="right")
+    axis.set_ylabel("share of the split (%)")
+    axis.set_title("Images per class, by split")
+    axis.grid(alpha=0.3, axis="y")
+    axis.set_ylim(0, highest * 1.35)  # room above the bars for the legend
+    axis.legend(fontsize=8, loc="upper center", ncol=len(splits) + 1)
     return _figure_uri(figure)

@@ -164,6 +164,51 @@ class BatchJob:
 
 
 @dataclass
+class ExplainedImage:
+    """One test image ExplainModel explained, with the overlay it drew (input beside its attribution map)."""
+
+    image: str  # relative to the test split: <class>/<file>
+    class_name: str
+    predicted: str
+    probability: float | None
+    overlay: bytes | None  # the PNG; None when it could not be read
+    object_share: float | None = None  # attribution share on the object; None: not judged
+
+
+@dataclass
+class ConfusedPair:
+    actual: str
+    predicted: str
+    count: int
+    examples: list[ExplainedImage]
+
+
+@dataclass
+class ClassAttribution:
+    name: str
+    images: int
+    mean_object_share: float | None  # None: no image of the class could be judged
+    mean_focus_area: float | None  # the smallest share of the image holding half the attribution
+
+
+@dataclass
+class Explanation:
+    """ExplainModel's two reports: explainability.json (overlays) and bias.json (class balance, recall gaps)."""
+
+    source: str
+    method: str | None
+    samples: list[ExplainedImage]
+    confused: list[ConfusedPair]
+    top_loss: list[ExplainedImage]
+    per_class: list[ClassAttribution]
+    class_counts: dict[str, dict[str, int]]  # split -> class -> images (bias.json)
+    recall: dict[str, float | None]
+    verdict: str | None  # bias.json's one-line summary
+    findings: list[str]  # what a person should act on, worst first
+    missing: dict[str, str] = field(default_factory=dict)  # "explainability" | "bias" -> why it is not shown
+
+
+@dataclass
 class ReportData:
     target: str  # local | sagemaker
     pipeline_name: str
@@ -186,8 +231,9 @@ class ReportData:
     model: RegisteredModel | None = None
     endpoint: Endpoint | None = None
     batch: BatchJob | None = None
+    explanation: Explanation | None = None
     # why a section is empty: steps, tuning, training, debugger, profiler, system, evaluation, model, endpoint,
-    # batch
+    # batch, explain
     missing: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -10,12 +10,13 @@ from pipelines.report.dag_svg import STATUS_COLOURS, duration_text, render_dag_s
 from pipelines.report.graph import RUNNING
 from pipelines.report.html_parts import badge, card, esc, facts, fmt, key_values, missing, pct, section, table
 from pipelines.report.model import ReportData
+from pipelines.report.render_explain import explanation_html
 from pipelines.report.render_ml import evaluation_html, profiler_html, rules_html, training_html, tuning_html
 from pipelines.report.style import CSS
 
 NAV = (("steps", "Steps"), ("tuning", "Tuning"), ("training", "Training"), ("rules", "Rules"),
-       ("profiler", "Profiler"), ("evaluation", "Evaluation"), ("deployment", "Model & endpoint"),
-       ("batch", "Batch transform"))
+       ("profiler", "Profiler"), ("evaluation", "Evaluation"), ("explain", "Explainability & bias"),
+       ("deployment", "Model & endpoint"), ("batch", "Batch transform"))
 
 
 def render_html(data: ReportData) -> str:
@@ -28,6 +29,7 @@ def render_html(data: ReportData) -> str:
         section("rules", "Debugger and Profiler rules", rules_html(data)),
         section("profiler", "Profiler: system timeline and recommendations", profiler_html(data)),
         section("evaluation", "Evaluation on the test split", evaluation_html(data)),
+        section("explain", "Explainability and data balance", explanation_html(data)),
         section("deployment", "Registered model and endpoint", _deployment(data)),
         section("batch", "Batch transform", _batch(data)),
         _footer(data),

@@ -59,5 +59,13 @@ ul.recs li { margin: 4px 0; }
 .legend span { margin-right: 14px; font-size: 12.5px; }
 .legend i { display: inline-block; width: 12px; height: 12px; border-radius: 3px; margin-right: 5px;
             vertical-align: -1px; border: 2px solid; }
+.verdict { border-left: 4px solid var(--ok); background: #edf7ed; padding: 10px 14px; border-radius: 4px;
+           margin: 10px 0; font-weight: 600; }
+.verdict.act { border-left-color: var(--warn); background: #fff4e5; }
+.overlays { display: grid; grid-template-columns: repeat(auto-fill, minmax(190px, 1fr)); gap: 12px; }
+.overlays figure { margin: 0; border: 1px solid var(--line); border-radius: 6px; padding: 6px; background: #fff; }
+.overlays figure.wrong { border-color: var(--bad); }
+.overlays img { width: 100%; height: auto; display: block; image-rendering: pixelated; }
+.overlays figcaption { font-size: 12.5px; margin-top: 4px; }
 footer { color: #57606a; font-size: 12.5px; border-top: 1px solid var(--line); padding-top: 10px; margin-top: 30px; }
 """

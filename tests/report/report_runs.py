@@ -54,6 +54,9 @@ TRAINING_ARGUMENTS = {
 }
 EVALUATION_OUTPUTS = {"Outputs": [{"OutputName": "evaluation", "S3Output": {
     "S3Uri": f"{BUCKET}/EXECUTION/EvaluateModel/output/evaluation", "LocalPath": "/opt/ml/processing/evaluation"}}]}
+EXPLAIN_OUTPUTS = {"Outputs": [{"OutputName": name, "S3Output": {
+    "S3Uri": f"{BUCKET}/EXECUTION/ExplainModel/output/{name}", "LocalPath": f"/opt/ml/processing/{name}"}}
+    for name in ("explainability", "bias")]}
 DEFINITION = {"Version": "2020-12-01", "Parameters": [{"Name": "AccuracyThreshold", "Type": "Float",
                                                        "DefaultValue": 0.9}], "Steps": [
     {"Name": "PrepareData", "Type": "Processing", "Arguments": {"ProcessingOutputConfig": {"Outputs": []}}},
@@ -69,6 +72,7 @@ DEFINITION = {"Version": "2020-12-01", "Parameters": [{"Name": "AccuracyThreshol
         "ProcessingOutputConfig": EVALUATION_OUTPUTS},
      "PropertyFiles": [{"PropertyFileName": "EvaluationReport", "OutputName": "evaluation",
                         "FilePath": "evaluation.json"}]},
+    {"Name": "ExplainModel", "Type": "Processing", "Arguments": {"ProcessingOutputConfig": EXPLAIN_OUTPUTS}},
     {"Name": "CheckAccuracy", "Type": "Condition", "Arguments": {
         "Conditions": [{"Type": "GreaterThanOrEqualTo", "LeftValue": {"Std:JsonGet": {
             "PropertyFile": get("Steps.EvaluateModel.PropertyFiles.EvaluationReport"),
@@ -88,13 +92,14 @@ DEFINITION = {"Version": "2020-12-01", "Parameters": [{"Name": "AccuracyThreshol
                 "ModelName": get("Steps.ServingModel-CreateModel.ModelName"),
                 "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": get(
                     "Steps.PrepareData.ProcessingOutputConfig.Outputs['test'].S3Output.S3Uri")}}}}}],
-        "ElseSteps": [{"Name": "AccuracyTooLow", "Type": "Fail", "Arguments": {"ErrorMessage": "too low"}}]}},
+        "ElseSteps": [{"Name": "AccuracyTooLow", "Type": "Fail", "DependsOn": ["ExplainModel"],
+                       "Arguments": {"ErrorMessage": "too low"}}]}},
 ]}
-STEP_ORDER = ["PrepareData", "TuneHyperparameters", "TrainModel", "EvaluateModel", "CheckAccuracy",
+STEP_ORDER = ["PrepareData", "TuneHyperparameters", "TrainModel", "EvaluateModel", "ExplainModel", "CheckAccuracy",
               "ImageClassifier-RegisterModel", "ServingModel-CreateModel", "EndpointConfig", "Endpoint",
               "BatchTransform"]
 STEP_TYPES = {"PrepareData": "Processing", "TuneHyperparameters": "Tuning", "TrainModel": "Training",
-              "EvaluateModel": "Processing", "CheckAccuracy": "Condition",
+              "EvaluateModel": "Processing", "ExplainModel": "Processing", "CheckAccuracy": "Condition",
               "ImageClassifier-RegisterModel": "RegisterModel", "ServingModel-CreateModel": "Model",
               "EndpointConfig": "EndpointConfig", "Endpoint": "Endpoint", "BatchTransform": "Transform",
               "AccuracyTooLow": "Fail"}
@@ -182,8 +187,9 @@ class LocalRuns:
                         json.dumps(property_files) if property_files else None))
 
     def add_succeeded(self, execution_id: str = "goodrun00001", accuracy: float = 0.95,
-                      with_rule_results: bool = True) -> None:
-        """A whole run: tuning (2 trials), training with files, evaluation, registration, deployment."""
+                      with_rule_results: bool = True, explained: bool = True,
+                      lost_overlay: str | None = None) -> None:
+        """A whole run: tuning (2 trials), training with files, evaluation, explanation, registration, deployment."""
         self.add_execution(execution_id, "Succeeded", "2026-11-20")
         job, tuning = f"trainmodel-{execution_id}", f"tunehyperparameters-{execution_id}"
         self.add_step(execution_id, "PrepareData", "Succeeded", 0, {"ProcessingJobName": f"preparedata-{execution_id}"})
@@ -196,6 +202,11 @@ class LocalRuns:
         self.add_step(execution_id, "EvaluateModel", "Succeeded", 3,
                       {"ProcessingJobName": f"evaluatemodel-{execution_id}", "ProcessingOutputConfig": outputs},
                       property_files={"EvaluationReport": evaluation_document(accuracy)})
+        if explained:
+            self._explain_files(execution_id, lost_overlay)
+            self.add_step(execution_id, "ExplainModel", "Succeeded", 4, {
+                "ProcessingJobName": f"explainmodel-{execution_id}",
+                "ProcessingOutputConfig": json.loads(json.dumps(EXPLAIN_OUTPUTS).replace("EXECUTION", execution_id))})
         self.add_step(execution_id, "CheckAccuracy", "Succeeded", 4, {"Outcome": accuracy >= 0.9})
         if accuracy >= 0.9:
             self._deployment(execution_id, job)
@@ -223,6 +234,16 @@ class LocalRuns:
         self.write(f"{folder}/confusion_matrix.json", json.dumps(
             {"class_names": CLASSES, "matrix": [[9, 1, 0], [0, 10, 0], [2, 0, 8]]}))
         self.write(f"{folder}/confusion_matrix.png", png_bytes())
+
+    def _explain_files(self, execution_id: str, lost_overlay: str | None) -> None:
+        """explainability.json with an overlay for each image (but `lost_overlay`) and bias.json naming 2-two."""
+        folder = f"{BUCKET}/{execution_id}/ExplainModel/output"
+        document = explainability_document()
+        for index, entry in enumerate([*document["samples"], *document["top_loss"]]):
+            if entry["image"] != lost_overlay:
+                self.write(f"{folder}/explainability/{entry['overlay']}", png_bytes((20 * index, 90, 200)))
+        self.write(f"{folder}/explainability/explainability.json", json.dumps(document))
+        self.write(f"{folder}/bias/bias.json", json.dumps(bias_document()))
 
     def _deployment(self, execution_id: str, job: str) -> None:
         model_data = f"{BUCKET}/models/{job}/output/model.tar.gz"
@@ -258,6 +279,33 @@ class LocalRuns:
         reason = 'ClientError: No S3 objects found under S3 URL "s3://x/<input>"'
         self.add_execution(execution_id, "Failed", "2026-11-21", failure_reason=f"Step PrepareData failed: {reason}")
         self.add_step(execution_id, "PrepareData", "Failed", 0, failure_reason=reason)
+
+
+BIAS_VERDICT = "class 2-two has 4.8% of the training images (an even split gives 33.3%); its test recall is 0.41"
+
+
+def explained_image(class_name: str, image: str, predicted: str, probability: float) -> dict[str, Any]:
+    return {"image": image, "class_name": class_name, "predicted": predicted, "probability": probability,
+            "loss": 0.1, "overlay": f"overlays/{image}", "object_share": 0.6, "focus_area": 0.2}
+
+
+def explainability_document() -> dict[str, Any]:
+    """explain.py's explainability.json, trimmed: 2 images a class explained, one mistake as top loss and pair."""
+    explained = [explained_image(c, f"{c}/{n}.png", c, 0.9) for c in CLASSES for n in ("a", "b")]
+    wrong = explained_image("2-two", "2-two/e.png", "0-zero", 0.7)
+    return {"version": "1.0", "method": "gradcam", "samples": explained, "top_loss": [wrong],
+            "most_confused_pairs": [{"actual": "2-two", "predicted": "0-zero", "count": 2, "examples": [wrong]}],
+            "per_class": [{"class_name": c, "images": 2, "judged": 2, "mean_object_share": 0.6,
+                           "mean_focus_area": 0.2} for c in CLASSES]}
+
+
+def bias_document() -> dict[str, Any]:
+    """explain.py's bias.json, trimmed: 2-two is a tenth of the others in training, and recognised worst."""
+    return {"version": "1.0", "class_counts": {"train": {"0-zero": 40, "1-one": 40, "2-two": 4},
+                                               "test": {"0-zero": 10, "1-one": 10, "2-two": 10}},
+            "recall": {"0-zero": 0.9, "1-one": 1.0, "2-two": 0.41}, "summary": BIAS_VERDICT + " (+1 more)",
+            "findings": [{"kind": "under_represented", "text": BIAS_VERDICT},
+                         {"kind": "split_mismatch", "text": "class 2-two is 4.8% of training but 33.3% of test"}]}
 
 
 def tuning_properties(name: str) -> dict[str, Any]:

@@ -15,8 +15,11 @@ from report_runs import (
     DEFINITION,
     PIPELINE,
     TRAINING_ARGUMENTS,
+    bias_document,
     evaluation_document,
+    explainability_document,
     history,
+    png_bytes,
     system_metric_lines,
     tuning_properties,
 )
@@ -101,6 +104,14 @@ def describe_evaluation_job() -> dict[str, Any]:
                 "S3UploadMode": "EndOfJob"}}]}}
 
 
+def describe_explain_job() -> dict[str, Any]:
+    return {**describe_evaluation_job(), "ProcessingJobName": "explain-1",
+            "ProcessingJobArn": arn("processing-job", "explain-1"),
+            "ProcessingOutputConfig": {"Outputs": [{"OutputName": name, "S3Output": {
+                "S3Uri": f"s3://{SM_BUCKET}/explain/{name}", "LocalPath": f"/opt/ml/processing/{name}",
+                "S3UploadMode": "EndOfJob"}} for name in ("explainability", "bias")]}}
+
+
 def describe_model_package(approval: str) -> dict[str, Any]:
     return {"ModelPackageName": PIPELINE, "ModelPackageGroupName": PIPELINE, "ModelPackageVersion": 4,
             "ModelPackageArn": arn("model-package", f"{PIPELINE}/4"), "CreationTime": NOW,
@@ -133,6 +144,7 @@ def stub_sagemaker(stubber: Stubber) -> None:
         listed_step("ImageClassifier-RegisterModel", "RegisterModel", {"Arn": arn("model-package",
                                                                                   f"{PIPELINE}/4")}, 18),
         listed_step("CheckAccuracy", "Condition", {"Outcome": "True"}, 17),
+        listed_step("ExplainModel", "ProcessingJob", {"Arn": arn("processing-job", "explain-1")}, 16),
         listed_step("EvaluateModel", "ProcessingJob", {"Arn": arn("processing-job", "evaluate-1")}, 15),
         listed_step("TrainModel", "TrainingJob", {"Arn": arn("training-job", JOB)}, 10),
         listed_step("TuneHyperparameters", "TuningJob", {"Arn": arn("hyper-parameter-tuning-job", TUNING_JOB)}, 5),
@@ -144,6 +156,7 @@ def stub_sagemaker(stubber: Stubber) -> None:
                                                      "ModelName": "m"}]}, {"EndpointConfigName": endpoint_config})
     package = {"ModelPackageName": arn("model-package", f"{PIPELINE}/4")}
     stubber.add_response("describe_model_package", describe_model_package("PendingManualApproval"), package)
+    stubber.add_response("describe_processing_job", describe_explain_job(), {"ProcessingJobName": "explain-1"})
     stubber.add_response("describe_processing_job", describe_evaluation_job(), {"ProcessingJobName": "evaluate-1"})
     stubber.add_response("describe_training_job", describe_training_job(), {"TrainingJobName": JOB})
     tuning = {"HyperParameterTuningJobName": TUNING_JOB}
@@ -166,5 +179,9 @@ def put_s3_outputs(s3: Any) -> None:
         f"profiler/{JOB}/rule-output/ProfilerReport-1700/profiler-output/profiler-reports/CPUBottleneck.json":
             json.dumps({"RuleTriggered": 2, "Recommendation": "Consider increasing the number of data loaders"}),
     }
+    explained = explainability_document()
+    objects |= {"explain/explainability/explainability.json": json.dumps(explained),
+                "explain/bias/bias.json": json.dumps(bias_document())}
+    objects |= {f"explain/explainability/{e['overlay']}": png_bytes() for e in explained["samples"]}
     for key, body in objects.items():
         s3.put_object(Bucket=SM_BUCKET, Key=key, Body=body.encode() if isinstance(body, str) else body)

@@ -24,7 +24,7 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--dis
 WIDTH, HEIGHT = 1280, 4000
 CHECK = """<script>
 window.addEventListener("load", () => {
-  const images = [...document.images].map(i => i.complete && i.naturalWidth > 0 ? "ok" : "broken:" + i.alt);
+  const images = [...document.images].map(i => (i.complete && i.naturalWidth > 0 ? "ok:" : "broken:") + i.alt);
   document.body.dataset.images = images.join("|");
   document.body.dataset.graph = String(Math.round(document.querySelector("svg.dag").getBoundingClientRect().width));
 });
@@ -74,6 +74,14 @@ def test_every_image_loads_and_the_graph_has_a_size(chromium: str,
 
     loaded = re.search(r'data-images="([^"]*)"', dom)
     assert loaded, dom[:500]
-    assert loaded.group(1).split("|") == ["ok"] * 4  # tuning, curves, system timeline, confusion matrix
+    images = loaded.group(1).split("|")
+    assert [i for i in images if not i.startswith("ok:")] == []
+    charts = ["validation:accuracy vs lr", "training curves", "system utilisation", "confusion matrix",
+              "class balance per split"]
+    assert [next(i for i in images if chart in i) for chart in charts]
+    # ExplainModel's overlays: every class of the run, the mistaken image in the top-loss grid and its confused pair
+    overlays = [i.removeprefix("ok:overlay of ") for i in images if i.startswith("ok:overlay of ")]
+    assert sorted(overlays) == ["0-zero/a.png", "0-zero/b.png", "1-one/a.png", "1-one/b.png", "2-two/a.png",
+                                "2-two/b.png", "2-two/e.png", "2-two/e.png"]
     graph = re.search(r'data-graph="(\d+)"', dom)
     assert graph and int(graph.group(1)) > 200

@@ -289,6 +289,10 @@ def test_sagemaker_report_from_describe_responses_and_s3_outputs(aws: None) -> N
                                 "invocations"
     assert (data.endpoint.status, data.endpoint.instance_type, data.endpoint.note) == ("InService", "ml.m5.large",
                                                                                       None)
+    # ExplainModel's reports from its own output URIs in S3; the top-loss overlay was not uploaded
+    assert data.explanation.verdict.startswith("class 2-two has 4.8% of the training images")
+    assert [s.overlay is not None for s in data.explanation.samples] == [True] * 6
+    assert [t.overlay for t in data.explanation.top_loss] == [None]
 
 
 def test_sagemaker_step_that_cannot_be_described_says_so(aws: None) -> None:

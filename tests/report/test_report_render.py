@@ -20,7 +20,7 @@ import pipeline
 from pipelines.report import render_html
 from pipelines.report.model import ReportData, StepNode
 
-SECTION_IDS = ("steps", "tuning", "training", "rules", "profiler", "evaluation", "deployment")
+SECTION_IDS = ("steps", "tuning", "training", "rules", "profiler", "evaluation", "explain", "deployment")
 # Every attribute or CSS value that could make a browser fetch something.
 REFERENCE = re.compile(r"""(?:\bsrc|\bhref|\baction|\bposter|\bdata)\s*=\s*["']([^"']*)["']|url\(\s*["']?([^"')]*)""")
 
@@ -54,8 +54,9 @@ def test_full_page_has_every_section_and_loads_nothing_from_elsewhere(full_page:
 
 def test_full_page_images_are_valid_pngs(full_page: str) -> None:
     found = images(full_page)
-    # tuning scatter, training curves, system timeline, the job's confusion matrix
-    assert len(found) == 4
+    # tuning scatter, training curves, system timeline, the job's confusion matrix, the class balance; overlays:
+    # 6 samples, the top-loss image, the confused pair's example
+    assert len(found) == 13
     assert all(image.format == "PNG" and image.size[0] > 10 for image in found)
 
 
@@ -92,9 +93,9 @@ def test_minimal_data_renders_with_every_reason() -> None:
     assert "<h1>p&lt;1&gt; " in page and "still running" in page
     assert "ListPipelineExecutionSteps failed (not implemented)" in page
     assert "the pipeline has no tuning step" in page
-    # steps, tuning, training, both kinds of rules, system metrics, recommendations, evaluation, model, endpoint,
-    # batch transform
-    assert page.count('class="missing"') == 11
+    # steps, tuning, training, both kinds of rules, system metrics, recommendations, evaluation, explanation, model,
+    # endpoint, batch transform
+    assert page.count('class="missing"') == 12
 
 
 def test_render_is_pure(succeeded_report: tuple[LocalRuns, ReportData, str]) -> None:
@@ -148,7 +149,7 @@ def test_report_command_on_sagemaker_from_moto(tmp_path: Path, monkeypatch: pyte
     page = (tmp_path / f"report-{execution_id}.html").read_text()
     assert arn in page and "AccuracyThreshold" in page and "0.8" in page
     assert "ListPipelineExecutionSteps failed" in page
-    assert page.count('data-status="Unknown"') == 11  # every step of the definition, both branches included
+    assert page.count('data-status="Unknown"') == 12  # every step of the definition, both branches included
 
 
 def test_a_data_parallel_training_job_shows_its_instance_count() -> None:
