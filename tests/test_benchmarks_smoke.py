@@ -108,9 +108,10 @@ def cloud_definition() -> dict:
 def test_cloud_cost_shape_of_the_default_definition(cloud_definition: dict) -> None:
     result = cloud_cost.analyse(cloud_definition, json.loads(json.dumps(cloud_definition)), {"TrainModel": 36.0})
     figures = result.figures
-    # processing, MaxTuningJobs trainings, training, processing, the batch transform (no runtime bound)
-    assert figures["jobs"] == 1 + 4 + 1 + 1 + 1
-    assert figures["rule_jobs"] == 16 and figures["max_instance_hours"] == 7 * 24
+    # processing, MaxTuningJobs trainings, training, processing (evaluate, explain), the batch transform (no runtime
+    # bound)
+    assert figures["jobs"] == 1 + 4 + 1 + 2 + 1
+    assert figures["rule_jobs"] == 16 and figures["max_instance_hours"] == 8 * 24
     assert figures["local_instance_hours"] == pytest.approx(0.01)
     assert figures["repack"]["repack_steps"] == [] and not figures["repack"]["repack_script_referenced"]
     assert figures["endpoint"] == {"type": "ml.m5.large", "count": 1}
@@ -124,7 +125,7 @@ def test_a_changed_cache_key_and_its_downstream_rerun(cloud_definition: dict) ->
     train["Arguments"]["HyperParameters"]["seed"] = "43"
     table, outcome = cloud_cost.caching_table(cloud_definition, changed)
     assert outcome == {"PrepareData": "hit", "TuneHyperparameters": "hit", "TrainModel": "miss",
-                       "EvaluateModel": "miss"}
+                       "EvaluateModel": "miss", "ExplainModel": "miss"}
     rows = {row[0]: row[3] for row in table.rows}
     assert rows["TrainModel"] == "MISS: HyperParameters.seed" and "from TrainModel" in rows["EvaluateModel"]
 

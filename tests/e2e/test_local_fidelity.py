@@ -139,8 +139,11 @@ def test_accuracy_threshold_above_any_accuracy_fails_at_accuracy_too_low_registe
     summary = start_failing(local_cli, "--param", f"InputDataUrl={digits_input}", "--param",
                             "AccuracyThreshold=1.01", *ONE_TRIAL)
     steps = steps_by_name(summary)
-    assert list(steps) == ["PrepareData", "TuneHyperparameters", "TrainModel", "EvaluateModel", "CheckAccuracy",
-                           "AccuracyTooLow"]
+    assert set(steps) == {"PrepareData", "TuneHyperparameters", "TrainModel", "EvaluateModel", "ExplainModel",
+                          "CheckAccuracy", "AccuracyTooLow"}
+    # The model that failed the gate is explained too: the FailStep waits for ExplainModel
+    assert steps["ExplainModel"]["status"] == "Succeeded"
+    assert list(steps).index("ExplainModel") < list(steps).index("AccuracyTooLow")
     assert steps["CheckAccuracy"]["status"] == "Succeeded" and steps["CheckAccuracy"]["details"] == {"Outcome": False}
     execution_id = summary["arn"].rsplit("/", 1)[-1]
     reports = [p for p in (local_cli.workspace / "s3").rglob("evaluation.json") if execution_id in p.parts]

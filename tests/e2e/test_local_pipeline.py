@@ -15,9 +15,9 @@ import pytest
 
 PIPELINE_ARN = "arn:aws:sagemaker:us-east-1:000000000000:pipeline/image-classifier"
 ENDPOINT = "image-classifier"
-HAPPY_STEPS = ("PrepareData", "TuneHyperparameters", "TrainModel", "EvaluateModel", "CheckAccuracy",
-               "ImageClassifier-RegisterModel", "ServingModel-CreateModel", "EndpointConfig", "Endpoint",
-               "BatchTransform")
+HAPPY_STEPS = ("PrepareData", "TuneHyperparameters", "TrainModel", "EvaluateModel", "ExplainModel",
+               "CheckAccuracy", "ImageClassifier-RegisterModel", "ServingModel-CreateModel", "EndpointConfig",
+               "Endpoint", "BatchTransform")
 RUN_TIMEOUT_S = 300  # a whole run at the tiny settings takes well under a minute on 2 idle cores
 
 
@@ -103,6 +103,37 @@ def test_models_json_shows_one_pending_version_with_its_test_accuracy(deployed):
     assert model["arn"] == registered["ModelPackageArn"]
     assert model["approval"] == "PendingManualApproval" == registered["ModelApprovalStatus"]
     assert isinstance(model["accuracy"], float) and 0 <= model["accuracy"] <= 1
+
+
+def test_the_registered_version_has_bias_and_explainability_reports_that_exist_and_parse(deployed):
+    [model] = deployed.cli.json("models", "--json")
+    assert set(model["metrics"]) == {"ModelQuality.Statistics", "Bias.Report", "Explainability.Report"}
+    execution_id = deployed.execution_arn.rsplit("/", 1)[-1]
+    output = deployed.cli.workspace / "s3" / "local-pipeline" / "image-classifier" / execution_id / "ExplainModel" / \
+        "output"
+    reports = {"Bias": json.loads((output / "bias" / "bias.json").read_text()),
+               "Explainability": json.loads((output / "explainability" / "explainability.json").read_text())}
+    assert model["metrics"]["Bias.Report"] == reports["Bias"]  # the registry keeps what the job wrote
+    assert model["metrics"]["Explainability.Report"] == reports["Explainability"]
+    classes = class_names(deployed.data)
+    assert {facet["value_or_threshold"] for facet in
+            reports["Bias"]["pre_training_bias_metrics"]["facets"]["class"]} == classes
+    assert {sample["class_name"] for sample in reports["Explainability"]["samples"]} == classes
+    assert all((output / "explainability" / sample["overlay"]).is_file()
+               for sample in reports["Explainability"]["samples"])
+    assert model["bias"] == reports["Bias"]["summary"]
+
+
+def test_the_report_shows_an_overlay_of_every_class_and_the_bias_verdict(deployed, tmp_path):
+    page = tmp_path / "report.html"
+    deployed.cli.run("report", "-o", str(page))
+    html = page.read_text()
+    section = html[html.index('<section id="explain">'):]
+    section = section[:section.index("</section>")]
+    shown = set(re.findall(r'<img class="chart" src="data:image/png;base64,[^"]+" alt="overlay of ([^/"]+)/', section))
+    assert shown == class_names(deployed.data)
+    assert 'class="missing"' not in section
+    assert deployed.cli.json("models", "--json")[0]["bias"].replace("'", "&#x27;") in section
 
 
 def test_endpoints_json_shows_the_endpoint_in_service_on_loopback(deployed):
@@ -211,7 +242,7 @@ def test_second_identical_start_reuses_every_cacheable_step_and_updates_the_exis
     steps = steps_by_name(second)
     assert {name: steps[name]["status"] for name in HAPPY_STEPS} == dict.fromkeys(HAPPY_STEPS, "Succeeded")
     # The same key as the first run's: no job runs again, each step says whose result it is.
-    for name in ("PrepareData", "TuneHyperparameters", "TrainModel", "EvaluateModel"):
+    for name in ("PrepareData", "TuneHyperparameters", "TrainModel", "EvaluateModel", "ExplainModel"):
         hit = steps[name]["details"].get("CacheHitResult")
         assert hit == {"SourcePipelineExecutionArn": deployed.execution_arn}, (name, steps[name]["details"])
     assert "CacheHitResult" not in steps["ImageClassifier-RegisterModel"]["details"]  # no CacheConfig: runs again

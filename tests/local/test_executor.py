@@ -26,12 +26,18 @@ IF_BRANCH = ["ImageClassifier-RegisterModel", "ServingModel-CreateModel", "Endpo
              "BatchTransform"]
 
 
+# Steps that run beside others, and the step each waits for: BatchTransform beside EndpointConfig and Endpoint (all
+# three wait for CreateModel only), ExplainModel beside CheckAccuracy (both wait for EvaluateModel).
+RUN_BESIDE = {"BatchTransform": "ServingModel-CreateModel", "ExplainModel": "EvaluateModel"}
+
+
 def in_dependency_order(order: list[str], expected: list[str]) -> bool:
-    """`order` is `expected` but for BatchTransform, which runs beside EndpointConfig and Endpoint (all three wait
-    for CreateModel only)."""
-    return [step for step in order if step != "BatchTransform"] == [s for s in expected if s != "BatchTransform"] \
-        and sorted(order) == sorted(expected) \
-        and order.index("BatchTransform") > order.index("ServingModel-CreateModel")
+    """`order` is `expected` but for the RUN_BESIDE steps, which need only come after what they wait for."""
+    def fixed(steps: list[str]) -> list[str]:
+        return [step for step in steps if step not in RUN_BESIDE]
+
+    return fixed(order) == fixed(expected) and sorted(order) == sorted(expected) and all(
+        order.index(step) > order.index(after) for step, after in RUN_BESIDE.items() if step in order)
 
 
 @pytest.fixture(scope="module")
@@ -95,11 +101,13 @@ def test_real_definition_runs_every_step_in_order(tmp_path, real_definition):
     harness = Harness(tmp_path, real_definition, Behaviour(accuracy=0.95))
     execution = harness.run()
     assert (execution.status, execution.failure_reason) == ("Succeeded", None)
-    assert in_dependency_order(harness.behaviour.order(), ["PrepareData", "TuneHyperparameters", "TrainModel",
-                                                           "EvaluateModel", *IF_BRANCH])
+    ran = harness.behaviour.order()
+    assert in_dependency_order(ran, ["PrepareData", "TuneHyperparameters", "TrainModel", "EvaluateModel",
+                                     "ExplainModel", *IF_BRANCH])
+    assert ran.index("ExplainModel") < ran.index("ImageClassifier-RegisterModel")  # it registers ExplainModel's files
     steps = harness.steps()
     assert in_dependency_order(list(steps), ["PrepareData", "TuneHyperparameters", "TrainModel", "EvaluateModel",
-                                             "CheckAccuracy", *IF_BRANCH])
+                                             "ExplainModel", "CheckAccuracy", *IF_BRANCH])
     assert {s.status for s in steps.values()} == {"Succeeded"} and steps["CheckAccuracy"].properties == {
         "Outcome": True}
     calls = {call.step: call.arguments for call in harness.behaviour.calls}
@@ -123,8 +131,10 @@ def test_real_definition_else_branch_fails_with_the_fail_steps_message(tmp_path,
     message = "Test accuracy 0.5 is below the AccuracyThreshold of 0.9 - the model was not registered or deployed."
     assert (execution.status, execution.failure_reason) == ("Failed", message)
     steps = harness.steps()
-    assert list(steps) == ["PrepareData", "TuneHyperparameters", "TrainModel", "EvaluateModel", "CheckAccuracy",
-                           "AccuracyTooLow"]
+    assert in_dependency_order(list(steps), ["PrepareData", "TuneHyperparameters", "TrainModel", "EvaluateModel",
+                                             "ExplainModel", "CheckAccuracy", "AccuracyTooLow"])
+    assert list(steps).index("ExplainModel") < list(steps).index("AccuracyTooLow")  # a failed model is explained
+    assert steps["ExplainModel"].status == "Succeeded"
     assert (steps["AccuracyTooLow"].status, steps["AccuracyTooLow"].failure_reason) == ("Failed", message)
     assert not set(IF_BRANCH) & {call.step for call in harness.behaviour.calls}
 
@@ -384,7 +394,7 @@ def test_retry_reruns_only_what_did_not_succeed(tmp_path, real_definition):
     retried = Behaviour()
     harness.executor.handlers = fake_handlers(retried)
     assert harness.executor.retry("exec00000001") == "Succeeded"
-    assert in_dependency_order(retried.order(), ["TrainModel", "EvaluateModel", *IF_BRANCH])
+    assert in_dependency_order(retried.order(), ["TrainModel", "EvaluateModel", "ExplainModel", *IF_BRANCH])
     calls = {call.step: call.arguments for call in retried.calls}
     assert calls["TrainModel"]["HyperParameters"]["lr"] == "0.001"  # from the first attempt's tuning step
     execution, steps = harness.execution(), harness.steps()

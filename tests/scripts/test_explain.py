@@ -189,3 +189,20 @@ def test_an_overlay_keeps_a_png_name_and_never_shares_one_with_a_same_stem_jpeg(
     assert explain.overlay_name("cat/a.png") == "overlays/cat/a.png"
     assert explain.overlay_name("cat/a.jpg") == "overlays/cat/a.jpg.png"
     assert len({explain.overlay_name(name) for name in ("a.png", "a.jpg", "a.jpeg", "a.PNG")}) == 4
+
+
+def test_the_report_reads_every_overlay_and_the_verdict_explain_py_writes(run_dirs: dict[str, Path],
+                                                                          tmp_path: Path) -> None:
+    from pipelines.report.collect_explain import explanation_section
+
+    assert run_main(run_dirs, tmp_path) == 0
+    root = tmp_path / "explainability"
+    section = explanation_section(json.loads((root / "explainability.json").read_text()),
+                                  json.loads((tmp_path / "bias" / "bias.json").read_text()),
+                                  lambda overlay: (root / overlay).read_bytes(), ("explainability.json", "bias.json"))
+    classes = sorted(p.name for p in run_dirs["test"].iterdir())
+    assert sorted({s.class_name for s in section.samples}) == classes
+    explained = [*section.samples, *section.top_loss, *(e for pair in section.confused for e in pair.examples)]
+    assert explained and all(e.overlay and e.overlay.startswith(b"\x89PNG") for e in explained)
+    assert section.verdict and section.class_counts["train"] == {name: 20 for name in classes}
+    assert [c.name for c in section.per_class] == classes and section.missing == {}
