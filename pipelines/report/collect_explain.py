@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from pipelines.model_quality import bias_summary_of
 from pipelines.report.artifacts import Files, join_uri, read_json
 from pipelines.report.execution_view import ExecutionView
 from pipelines.report.model import ClassAttribution, ConfusedPair, ExplainedImage, Explanation
@@ -76,7 +77,7 @@ def explanation_section(document: Mapping[str, Any] | None, bias: Mapping[str, A
         source=" and ".join(sources), method=explained.get("method"), samples=images(explained.get("samples")),
         confused=pairs, top_loss=images(explained.get("top_loss")), per_class=per_class, class_counts=counts,
         recall={str(k): number(v) for k, v in (balance.get("recall") or {}).items()},
-        verdict=balance.get("summary") if isinstance(balance.get("summary"), str) else None,
+        verdict=bias_summary_of(bias),
         findings=[str(f["text"]) for f in balance.get("findings") or [] if isinstance(f, Mapping) and f.get("text")],
         missing=missing)
 
