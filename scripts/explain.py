@@ -245,7 +245,7 @@ def explain(args: argparse.Namespace) -> tuple[dict, dict]:
                                  "examples": [explained[e["image"]] for e in p["examples"]]} for p in pairs],
         "top_loss": [explained[r["image"]] for r in top_loss],
         "object_share_note": "share of the attribution on the object, judged only where the image border is a "
-                             "uniform background; null: not judged",
+                             "uniform background and what differs from it is one piece; null: not judged",
         "seconds": round(time.perf_counter() - started, 3),
     }
     bias = build_bias_report(class_names, manifest["counts"], evaluation["extended_metrics"]["per_class"])
