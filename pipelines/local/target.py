@@ -26,7 +26,8 @@ import psutil
 from pipelines.config import REPO_ROOT, PipelineConfig, bucket_and_role
 from pipelines.local.executor import Executor
 from pipelines.local.handlers import HandlersFactory, default_handlers, factory_reference, make_handlers
-from pipelines.local.state import ExecutionRecord, PipelineRecord, StateStore, StepRecord, process_identity
+from pipelines.local.state import ExecutionRecord, PipelineRecord, StateStore, process_identity
+from pipelines.local.step_views import step_summary
 from pipelines.local.workspace import Workspace
 from pipelines.parameters import ParameterError, builtin_input_data_url, coerce_parameters
 from pipelines.s3_bridge import S3Bridge, s3_uri_to_path
@@ -34,7 +35,6 @@ from pipelines.s3_urls import parse_s3_url
 from pipelines.target_base import (
     ExecutionSummary,
     ProgressCallback,
-    StepSummary,
     TargetError,
     content_type_of,
     files_to_upload,
@@ -376,49 +376,6 @@ def _all_steps(definition: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     from pipelines.validation import iter_steps
 
     return list(iter_steps(definition.get("Steps", [])))
-
-
-def step_summary(step: StepRecord) -> StepSummary:
-    return StepSummary(name=step.name, type=step.type, status=step.status, failure_reason=step.failure_reason,
-                       started=step.started, ended=step.ended, details=step_details(step))
-
-
-def step_details(step: StepRecord) -> dict[str, Any]:
-    """The facts worth a glance: live progress while running; after, what the step made and how it went."""
-    properties = step.properties or {}
-    retried = {"AttemptCount": step.attempt_count, "Retries": step.retries} if step.retries else {}
-    if step.status == "Executing":
-        return {**properties, **retried}
-    details: dict[str, Any] = dict(retried)
-    hit = (step.cache or {}).get("CacheHitResult")
-    if hit:
-        details["CacheHitResult"] = hit
-    for key in ("ProcessingJobName", "TrainingJobName", "HyperParameterTuningJobName", "TransformJobName",
-                "ModelPackageArn", "ModelApprovalStatus", "ModelName", "EndpointConfigName", "EndpointName",
-                "EndpointStatus", "Outcome"):
-        if key in properties:
-            details[key] = properties[key]
-    if "TransformJobName" in properties:  # where the batch read and wrote
-        details["TransformInput"] = properties["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
-        details["TransformOutput"] = properties["TransformOutput"]["S3OutputPath"]
-    metrics = {m.get("MetricName"): m.get("Value") for m in properties.get("FinalMetricDataList", [])}
-    if metrics:
-        details["Metrics"] = metrics
-    for key, label in (("DebugRuleEvaluationStatuses", "DebuggerRules"),
-                       ("ProfilerRuleEvaluationStatuses", "ProfilerRules")):
-        rules = {r.get("RuleConfigurationName"): r.get("RuleEvaluationStatus") for r in properties.get(key, [])}
-        if rules:
-            details[label] = rules
-        # What a rule saw matters most when it found something (or could not judge): keep those details.
-        findings = {r.get("RuleConfigurationName"): r.get("StatusDetails", "") for r in properties.get(key, [])
-                    if r.get("RuleEvaluationStatus") not in ("NoIssuesFound", "InProgress")}
-        if findings:
-            details[f"{label}Details"] = findings
-    best = properties.get("BestTrainingJob")
-    if isinstance(best, dict):
-        details["BestTrainingJob"] = {k: best[k] for k in ("TrainingJobName", "TunedHyperParameters",
-                                                           "FinalHyperParameterTuningJobObjectiveMetric") if k in best}
-    return details
 
 
 def _error_text(body: str) -> str:
