@@ -230,6 +230,12 @@ class SageMakerTarget:
             results.append({"file": str(path), "response": response["Body"].read().decode()})
         return results
 
+    def attribution_overlay(self, endpoint_name: str, image: bytes) -> bytes:
+        raise TargetError(f"no overlay for endpoint {endpoint_name}: a SageMaker endpoint answers labels only and its "
+                          "weights stay in its container; the overlays of the registered model are in the report's "
+                          "Explainability section (`pipeline.py report`), and the try-it page draws them for a "
+                          "local endpoint (`--target local`)")
+
     def upload_data(self, source: Path, url: str, progress: Callable[[str], None] = print) -> str:
         """Uploads a dataset folder (every file, paths kept) or one archive under the S3 prefix `url`."""
         destination = parse_s3_url(url, "the upload destination")

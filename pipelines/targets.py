@@ -53,6 +53,11 @@ class Target(Protocol):
         """One response (parsed JSON) per file; `target_model` picks the model of a multi-model endpoint."""
         ...
 
+    def attribution_overlay(self, endpoint_name: str, image: bytes) -> bytes:
+        """A PNG of where the endpoint's model looked for the class it predicts (Grad-CAM); a target that cannot
+        reach the served model's weights raises TargetError saying so."""
+        ...
+
     def upload_data(self, source: Path, url: str, progress: Callable[[str], None] = print) -> str:
         """Copies a dataset folder or archive under the S3 prefix `url` (exactly there); returns the URL."""
         ...

@@ -218,7 +218,10 @@ def decode_image(data: bytes) -> Image.Image:
         image.load()
     except Image.DecompressionBombError as exc:
         raise InferenceError(413, f"image too large: {exc}") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except UnidentifiedImageError:  # Pillow's own words name its BytesIO object, which means nothing to a client
+        raise InferenceError(400, f"cannot decode image: not a format Pillow reads ({len(data)} bytes starting "
+                                  f"{data[:8]!r}); send a JPEG, PNG, BMP, GIF, TIFF or WebP file") from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise InferenceError(400, f"cannot decode image: {exc}") from exc
     return image
 

@@ -229,7 +229,9 @@ class EndpointManager:
                    "failure_reason": row["failure_reason"], "log": str(self._log_path(row)),
                    "created": row["created"], "updated": row["updated"],
                    "mode": "MultiModel" if row["multi_model_url"] else "SingleModel"}
-        if row["multi_model_url"]:
+        if not row["multi_model_url"]:
+            summary["model_dir"] = row["model_dir"]  # the model it serves, extracted (the try-it page's overlays)
+        else:
             summary["model_data_prefix"] = row["multi_model_url"]
             summary["loaded_models"] = self._loaded_models(row) if status == "InService" else []
         return summary

@@ -42,6 +42,7 @@ from pipelines.target_base import (
 from pipelines.transform_requests import transform_job_request
 
 if TYPE_CHECKING:
+    from pipelines.local.attribution import OverlayPainter
     from pipelines.report.model import ReportData
 
 ACCOUNT_ID = "000000000000"
@@ -73,6 +74,7 @@ class LocalTarget:
                               f"it to start afresh") from None
         self.handlers_factory = handlers_factory or default_handlers
         self.cpu_budget, self.on_log = cpu_budget, on_log
+        self._painter: OverlayPainter | None = None
 
     @property
     def pipeline_name(self) -> str:
@@ -164,6 +166,16 @@ class LocalTarget:
                 raise TargetError(f"endpoint {endpoint_name} answered HTTP {status} for {file}: {_error_text(text)}")
             responses.append({"file": str(file), "response": text})
         return responses
+
+    def attribution_overlay(self, endpoint_name: str, image: bytes) -> bytes:
+        from pipelines.local.attribution import OverlayPainter
+
+        endpoint = self._endpoints().describe(endpoint_name)
+        if "model_dir" not in endpoint:
+            raise TargetError(f"endpoint {endpoint_name} is multi-model: its overlay needs the model a request picks; "
+                              "the try-it page draws overlays for a single-model endpoint")
+        self._painter = self._painter or OverlayPainter()  # kept: the try-it page's next drop reuses the model
+        return self._painter.paint(Path(endpoint["model_dir"]), image)
 
     def upload_data(self, source: Path, url: str, progress: Callable[[str], None] = print) -> str:
         if not url.startswith("s3://"):

@@ -195,7 +195,7 @@ def error_of(call) -> InferenceError:
     [
         (b"a,b", "text/csv", 415, "application/x-image, image/jpeg, image/png, application/json"),
         (b"", "", 415, "unsupported content type"),
-        (b"not an image", "image/png", 400, "cannot decode image"),
+        (b"not an image", "image/png", 400, "not a format Pillow reads (12 bytes starting b'not an i'); send a JPEG"),
         (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "application/x-image", 400, "cannot decode image"),
         (b"{not json", "application/json", 400, "not valid JSON"),
         (b"[1, 2]", "application/json", 400, 'either "image" or "images"'),

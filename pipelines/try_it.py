@@ -1,0 +1,146 @@
+"""The try-it page (`pipeline.py ui`): a web page on 127.0.0.1 where a person drops an image and sees what an
+endpoint says about it, top-k labels with probabilities, and, for a local endpoint, where the model looked.
+
+The page's server talks to the endpoint only through the target (`Target.invoke`, as `pipeline.py invoke` does, and
+`Target.attribution_overlay`), so it shows what a client of the endpoint gets. One request at a time: it is one
+person's page, and the local target's overlay model is loaded once and kept.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+import tempfile
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from pipelines.targets import Target, TargetError
+from pipelines.try_it_page import PAGE_TEMPLATE
+
+HOST = "127.0.0.1"  # never beyond this machine: the page has no authentication
+DEFAULT_PORT = 8765
+MAX_UPLOAD_BYTES = 25 * 1024 * 1024  # a phone photo is a few MB; more is not an image a classifier wants
+UNSAFE_NAME_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class TryItError(Exception):
+    """What was wrong with one request, said to the page (HTTP 400, {"error": message})."""
+
+
+def upload_name(raw: str | None) -> str:
+    """The uploaded file's name kept as far as it is safe (its suffix tells the endpoint the image type)."""
+    name = UNSAFE_NAME_CHARACTERS.sub("_", Path(raw or "").name).strip("._")
+    return name or "upload"
+
+
+def top_k_of(response_text: str) -> list[dict[str, Any]]:
+    """The first prediction's top-k entries from the endpoint's JSON answer (scripts/inference.py's output_fn)."""
+    try:
+        entries = json.loads(response_text)["predictions"][0]["top_k"]
+        return [{"label": str(e["label"]), "probability": float(e["probability"])} for e in entries]
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise TryItError(f"the endpoint answered something other than predictions: {response_text[:300]}") from None
+
+
+class TryIt:
+    """The page's work, apart from HTTP: `page()` is the HTML, `predict(name, body)` the answer to one upload."""
+
+    def __init__(self, target: Target, endpoint: str) -> None:
+        self.target, self.endpoint = target, endpoint
+
+    def check_endpoint(self) -> dict[str, Any]:
+        """The endpoint's row from the target; an unknown one is a TargetError naming the known ones."""
+        rows = self.target.list_endpoints()
+        row = next((r for r in rows if r["name"] == self.endpoint), None)
+        if row is None:
+            known = ", ".join(r["name"] for r in rows) or "none"
+            raise TargetError(f"no endpoint {self.endpoint!r} on the {self.target.name} target (known: {known}); "
+                              "deploy one with `pipeline.py start`, or pass --endpoint NAME")
+        return row
+
+    def page(self) -> str:
+        hint = ", and, since the endpoint is local, where the model looked" if self.target.name == "local" else ""
+        return PAGE_TEMPLATE.format(endpoint=html.escape(self.endpoint), target=html.escape(self.target.name),
+                                    overlay_hint=hint)
+
+    def predict(self, name: str, body: bytes) -> dict[str, Any]:
+        if not body:
+            raise TryItError(f"{name} is empty: drop an image file")
+        if len(body) > MAX_UPLOAD_BYTES:
+            raise TryItError(f"{name} is {len(body) / 2**20:.1f} MiB, over the page's {MAX_UPLOAD_BYTES // 2**20} "
+                             "MiB: send a smaller image")
+        with tempfile.TemporaryDirectory(prefix="try-it-") as folder:
+            path = Path(folder) / name
+            path.write_bytes(body)
+            try:
+                [result] = self.target.invoke(self.endpoint, [path])
+            except TargetError as err:
+                raise TryItError(str(err).replace(str(path), name)) from None
+        answer: dict[str, Any] = {"file": name, "top_k": top_k_of(result["response"]), "overlay": None,
+                                  "overlay_note": None}
+        try:
+            png = self.target.attribution_overlay(self.endpoint, body)
+            answer["overlay"] = "data:image/png;base64," + base64.b64encode(png).decode()
+            answer["overlay_note"] = "Grad-CAM: where the model looked for its top label"
+        except TargetError as err:
+            answer["overlay_note"] = str(err)
+        return answer
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: TryItServer
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        if urlsplit(self.path).path not in ("/", "/index.html"):
+            self._send(HTTPStatus.NOT_FOUND, "application/json", {"error": f"no page {self.path}: open /"})
+            return
+        self._send(HTTPStatus.OK, "text/html; charset=utf-8", self.server.try_it.page())
+
+    def do_POST(self) -> None:  # noqa: N802
+        url = urlsplit(self.path)
+        if url.path != "/predict":
+            self._send(HTTPStatus.NOT_FOUND, "application/json", {"error": f"no endpoint {url.path}: POST /predict"})
+            return
+        name = upload_name(parse_qs(url.query).get("name", [""])[0])
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            if length > MAX_UPLOAD_BYTES:  # say so without reading it all
+                raise TryItError(f"{name} is {length / 2**20:.1f} MiB, over the page's "
+                                 f"{MAX_UPLOAD_BYTES // 2**20} MiB: send a smaller image")
+            answer = self.server.try_it.predict(name, self.rfile.read(length))
+        except TryItError as err:
+            self.close_connection = True
+            self._send(HTTPStatus.BAD_REQUEST, "application/json", {"error": str(err)})
+            return
+        self._send(HTTPStatus.OK, "application/json", answer)
+
+    def _send(self, status: HTTPStatus, content_type: str, payload: Any) -> None:
+        body = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (http.server's signature)
+        self.server.on_request(format % args)
+
+
+class TryItServer(HTTPServer):
+    def __init__(self, try_it: TryIt, port: int = DEFAULT_PORT, on_request: Any = None) -> None:
+        self.try_it, self.on_request = try_it, on_request or (lambda line: None)
+        try:
+            super().__init__((HOST, port), _Handler)
+        except OSError as err:
+            raise TargetError(f"the try-it page cannot listen on {HOST}:{port} ({err.strerror}): pass another "
+                              "--port, or 0 for any free one") from None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.server_address[1]}/"
