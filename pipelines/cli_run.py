@@ -56,6 +56,7 @@ def _print_invoke_hint(app: App) -> None:
         picked = f" --target-model v{max(versions)}.tar.gz" if versions else " --target-model KEY"
     console.print(f"\nThe endpoint [bold]{endpoint}[/bold] is live. Try it:\n"
                   f"  python pipeline.py invoke --endpoint {endpoint}{picked} path/to/image.png\n"
+                  f"  python pipeline.py ui --endpoint {endpoint}{picked}   (a page to drop images on)\n"
                   f"  python pipeline.py endpoints")
 
 

@@ -34,8 +34,9 @@ class TryItError(Exception):
 
 def upload_name(raw: str | None) -> str:
     """The uploaded file's name kept as far as it is safe (its suffix tells the endpoint the image type)."""
-    name = UNSAFE_NAME_CHARACTERS.sub("_", Path(raw or "").name).strip("._")
-    return name or "upload"
+    path = Path(Path(raw or "").name)
+    stem = UNSAFE_NAME_CHARACTERS.sub("_", path.stem).strip("._") or "upload"
+    return stem + UNSAFE_NAME_CHARACTERS.sub("", path.suffix)
 
 
 def top_k_of(response_text: str) -> list[dict[str, Any]]:
@@ -50,8 +51,8 @@ def top_k_of(response_text: str) -> list[dict[str, Any]]:
 class TryIt:
     """The page's work, apart from HTTP: `page()` is the HTML, `predict(name, body)` the answer to one upload."""
 
-    def __init__(self, target: Target, endpoint: str) -> None:
-        self.target, self.endpoint = target, endpoint
+    def __init__(self, target: Target, endpoint: str, target_model: str | None = None) -> None:
+        self.target, self.endpoint, self.target_model = target, endpoint, target_model
 
     def check_endpoint(self) -> dict[str, Any]:
         """The endpoint's row from the target; an unknown one is a TargetError naming the known ones."""
@@ -78,7 +79,7 @@ class TryIt:
             path = Path(folder) / name
             path.write_bytes(body)
             try:
-                [result] = self.target.invoke(self.endpoint, [path])
+                [result] = self.target.invoke(self.endpoint, [path], self.target_model)
             except TargetError as err:
                 raise TryItError(str(err).replace(str(path), name)) from None
         answer: dict[str, Any] = {"file": name, "top_k": top_k_of(result["response"]), "overlay": None,

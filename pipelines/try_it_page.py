@@ -11,10 +11,12 @@ PAGE_TEMPLATE = """<!doctype html>
 <meta charset="utf-8">
 <title>Try {endpoint}</title>
 <style>
-body {{ font: 15px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 52rem; color: #1d2733; }}
+body {{ font: 15px/1.45 system-ui, sans-serif; margin: 2rem auto; padding: 0 1rem; max-width: 52rem;
+       color: #1d2733; }}
 h1 {{ font-size: 1.35rem; margin-bottom: .2rem; }}
 .meta {{ color: #5b6775; margin-top: 0; }}
-#drop {{ border: 2px dashed #8a97a6; border-radius: 10px; padding: 2.2rem; text-align: center; cursor: pointer; }}
+#drop {{ display: block; margin: 1rem 0; border: 2px dashed #8a97a6; border-radius: 10px; padding: 2.2rem;
+         text-align: center; cursor: pointer; }}
 #drop.over {{ background: #eef4fb; border-color: #2f6fb3; }}
 #result {{ display: flex; gap: 2rem; margin-top: 1.5rem; flex-wrap: wrap; }}
 #labels {{ min-width: 18rem; padding-left: 1.4rem; }}

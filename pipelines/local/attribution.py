@@ -50,7 +50,7 @@ class OverlayPainter:
 
     def __init__(self) -> None:
         self._models: dict[tuple[str, int], LoadedForOverlays] = {}
-        self._lock = threading.Lock()  # the page's server answers on several threads; torch hooks are not shared
+        self._lock = threading.Lock()  # one image at a time: Grad-CAM's hooks on the shared model are not reentrant
         self._work = tempfile.TemporaryDirectory(prefix="try-it-models-")
 
     def close(self) -> None:
@@ -62,7 +62,7 @@ class OverlayPainter:
             loaded = self._model(explain, model_dir)
             try:
                 return _overlay(explain, loaded, body)
-            except explain.ModelInputError as exc:
+            except Exception as exc:  # the model's own input_fn and layers: whatever they raise is about this image
                 raise TargetError(f"no overlay for this image: {exc}") from None
 
     def _model(self, explain: ModuleType, model_dir: Path) -> LoadedForOverlays:
