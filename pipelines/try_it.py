@@ -2,8 +2,9 @@
 endpoint says about it, top-k labels with probabilities, and, for a local endpoint, where the model looked.
 
 The page's server talks to the endpoint only through the target (`Target.invoke`, as `pipeline.py invoke` does, and
-`Target.attribution_overlay`), so it shows what a client of the endpoint gets. One request at a time: it is one
-person's page, and the local target's overlay model is loaded once and kept.
+`Target.attribution_overlay`), so it shows what a client of the endpoint gets. Connections get a thread each (a
+browser's idle preconnect must not hold the page up), predictions one at a time: it is one person's page, and the
+local target's overlay model is loaded once and kept.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import html
 import json
 import re
 import tempfile
+import threading
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -53,6 +55,7 @@ class TryIt:
 
     def __init__(self, target: Target, endpoint: str, target_model: str | None = None) -> None:
         self.target, self.endpoint, self.target_model = target, endpoint, target_model
+        self._one_at_a_time = threading.Lock()
 
     def check_endpoint(self) -> dict[str, Any]:
         """The endpoint's row from the target; an unknown one is a TargetError naming the known ones."""
@@ -75,21 +78,21 @@ class TryIt:
         if len(body) > MAX_UPLOAD_BYTES:
             raise TryItError(f"{name} is {len(body) / 2**20:.1f} MiB, over the page's {MAX_UPLOAD_BYTES // 2**20} "
                              "MiB: send a smaller image")
-        with tempfile.TemporaryDirectory(prefix="try-it-") as folder:
+        with self._one_at_a_time, tempfile.TemporaryDirectory(prefix="try-it-") as folder:
             path = Path(folder) / name
             path.write_bytes(body)
             try:
                 [result] = self.target.invoke(self.endpoint, [path], self.target_model)
             except TargetError as err:
                 raise TryItError(str(err).replace(str(path), name)) from None
-        answer: dict[str, Any] = {"file": name, "top_k": top_k_of(result["response"]), "overlay": None,
-                                  "overlay_note": None}
-        try:
-            png = self.target.attribution_overlay(self.endpoint, body)
-            answer["overlay"] = "data:image/png;base64," + base64.b64encode(png).decode()
-            answer["overlay_note"] = "Grad-CAM: where the model looked for its top label"
-        except TargetError as err:
-            answer["overlay_note"] = str(err)
+            answer: dict[str, Any] = {"file": name, "top_k": top_k_of(result["response"]), "overlay": None,
+                                      "overlay_note": None}
+            try:
+                png = self.target.attribution_overlay(self.endpoint, body)
+                answer["overlay"] = "data:image/png;base64," + base64.b64encode(png).decode()
+                answer["overlay_note"] = "Grad-CAM: where the model looked for its top label"
+            except TargetError as err:
+                answer["overlay_note"] = str(err)
         return answer
 
 
@@ -133,7 +136,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.on_request(format % args)
 
 
-class TryItServer(HTTPServer):
+class TryItServer(ThreadingHTTPServer):
+    daemon_threads = True  # Ctrl+C ends the page even while a browser holds a connection open
+
     def __init__(self, try_it: TryIt, port: int = DEFAULT_PORT, on_request: Any = None) -> None:
         self.try_it, self.on_request = try_it, on_request or (lambda line: None)
         try:
