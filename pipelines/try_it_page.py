@@ -64,7 +64,7 @@ async function send(file) {{
     const item = document.createElement("li"), bar = document.createElement("span");
     item.dataset.label = entry.label; item.dataset.probability = entry.probability;
     item.textContent = entry.label + " " + entry.probability.toFixed(3);
-    bar.className = "bar"; bar.style.width = Math.round(entry.probability * 12) + "rem";
+    bar.className = "bar"; bar.style.width = Math.max(1, Math.round(entry.probability * 180)) + "px";
     item.append(bar); labels.append(item);
   }}
   if (answer.overlay) {{ overlay.src = answer.overlay; overlay.hidden = false; }}
