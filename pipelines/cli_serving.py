@@ -172,10 +172,11 @@ def batch(app: App, input_url: str, model_package_arn: str | None, output_url: s
 @click.pass_obj
 def ui(app: App, endpoint_name: str | None, port: int, target_model: str | None) -> None:
     """Serve a try-it page on 127.0.0.1: drop an image, see the endpoint's top labels with probabilities and, for a
-    local endpoint, its Grad-CAM overlay. Runs until Ctrl+C."""
+    local endpoint, its attribution overlay ([explain] method). Runs until Ctrl+C."""
     from pipelines.try_it import TryIt, TryItServer
 
-    try_it = TryIt(app.target(), endpoint_name or app.config.project.endpoint_name, target_model)
+    try_it = TryIt(app.target(), endpoint_name or app.config.project.endpoint_name, target_model,
+                   overlay_method=app.config.explain.method)
     endpoint = try_it.check_endpoint()
     server = TryItServer(try_it, port, on_request=err_console.print if app.verbose else None)
     console.print(f"try-it page for endpoint {try_it.endpoint} ({endpoint.get('status', '')}): {server.url}  "

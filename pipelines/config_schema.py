@@ -22,6 +22,7 @@ APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
 DEPLOYMENT_MODES = ("single", "multi-model")
 # scripts/explain.py's --method choices (a test keeps the two lists equal: the script cannot import this module)
 EXPLAIN_METHODS = ("gradcam", "integrated_gradients", "occlusion")
+EXPLAIN_METHOD_NAMES = {"gradcam": "Grad-CAM", "integrated_gradients": "Integrated Gradients", "occlusion": "Occlusion"}
 # How a multi-instance training job starts its workers (steps/estimator.py resolves "auto").
 TRAINING_DISTRIBUTIONS = ("auto", "torch_distributed", "none")
 

@@ -54,8 +54,8 @@ class Target(Protocol):
         ...
 
     def attribution_overlay(self, endpoint_name: str, image: bytes) -> bytes:
-        """A PNG of where the endpoint's model looked for the class it predicts (Grad-CAM); a target that cannot
-        reach the served model's weights raises TargetError saying so."""
+        """A PNG of where the endpoint's model looked for the class it predicts (`[explain] method`, as ExplainModel
+        draws them); a target that cannot reach the served model's weights raises TargetError saying so."""
         ...
 
     def upload_data(self, source: Path, url: str, progress: Callable[[str], None] = print) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from pipelines.config_schema import EXPLAIN_METHOD_NAMES
 from pipelines.targets import Target, TargetError
 from pipelines.try_it_page import PAGE_TEMPLATE
 
@@ -53,8 +54,11 @@ def top_k_of(response_text: str) -> list[dict[str, Any]]:
 class TryIt:
     """The page's work, apart from HTTP: `page()` is the HTML, `predict(name, body)` the answer to one upload."""
 
-    def __init__(self, target: Target, endpoint: str, target_model: str | None = None) -> None:
+    def __init__(self, target: Target, endpoint: str, target_model: str | None = None, *,
+                 overlay_method: str) -> None:
+        """`overlay_method` is what the target's overlays show ([explain] method), named in the page's caption."""
         self.target, self.endpoint, self.target_model = target, endpoint, target_model
+        self.overlay_method = overlay_method
         self._one_at_a_time = threading.Lock()
 
     def check_endpoint(self) -> dict[str, Any]:
@@ -90,7 +94,8 @@ class TryIt:
             try:
                 png = self.target.attribution_overlay(self.endpoint, body)
                 answer["overlay"] = "data:image/png;base64," + base64.b64encode(png).decode()
-                answer["overlay_note"] = "Grad-CAM: where the model looked for its top label"
+                method = EXPLAIN_METHOD_NAMES.get(self.overlay_method, self.overlay_method)
+                answer["overlay_note"] = f"{method}: where the model looked for its top label"
             except TargetError as err:
                 answer["overlay_note"] = str(err)
         return answer

@@ -2,14 +2,16 @@
 
 The endpoint's server answers only what the serving contract asks (labels, probabilities); a map of where the model
 looked needs gradients, so this loads the same extracted model here, through ExplainModel's own code
-(scripts/explain.py: the model's `model_fn`/`input_fn`, Grad-CAM on the same layer, the same overlay picture), and
-explains the class it predicts. Loaded models are kept per model folder, so a page's later drops cost one pass.
+(scripts/explain.py: the model's `model_fn`/`input_fn`, `[explain] method` as ExplainModel runs it, the same overlay
+picture), and explains the class it predicts. Loaded models are kept per model folder: a page's later drops cost
+one pass.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import io
+import itertools
 import sys
 import tempfile
 import threading
@@ -21,7 +23,6 @@ from typing import Any
 from pipelines.project_files import SCRIPTS_DIR
 from pipelines.target_base import TargetError
 
-OVERLAY_METHOD = "gradcam"  # ExplainModel's default: one backward pass, readable on photos (scripts/explain.py)
 KEPT_MODELS = 2
 
 
@@ -41,17 +42,20 @@ def explain_module() -> ModuleType:
 @dataclass
 class LoadedForOverlays:
     model: Any  # scripts/model_loading.EvalModel
-    attributor: Any = None  # explain.Attributor, bound on the first image (Grad-CAM finds its layer by a forward)
+    attributor: Any = None  # explain.Attributor, bound on the first image (Grad-CAM finds its layer, occlusion its
+    # window, from it)
 
 
 class OverlayPainter:
-    """`paint(model_dir, image_bytes)` -> a PNG: the image as the model saw it beside its Grad-CAM heat map,
-    captioned with the predicted class and its probability."""
+    """`paint(model_dir, image_bytes)` -> a PNG: the image as the model saw it beside its attribution heat map
+    (`method`: one of explain.METHODS), captioned with the predicted class and its probability."""
 
-    def __init__(self) -> None:
+    def __init__(self, method: str) -> None:
+        self.method = method
         self._models: dict[tuple[str, int], LoadedForOverlays] = {}
         self._lock = threading.Lock()  # one image at a time: Grad-CAM's hooks on the shared model are not reentrant
         self._work = tempfile.TemporaryDirectory(prefix="try-it-models-")
+        self._extractions = itertools.count()  # a folder per archive extracted, never reused after an eviction
 
     def close(self) -> None:
         self._work.cleanup()
@@ -61,7 +65,7 @@ class OverlayPainter:
         with self._lock:
             loaded = self._model(explain, model_dir)
             try:
-                return _overlay(explain, loaded, body)
+                return _overlay(explain, loaded, body, self.method)
             except Exception as exc:  # the model's own input_fn and layers: whatever they raise is about this image
                 raise TargetError(f"no overlay for this image: {exc}") from None
 
@@ -71,7 +75,7 @@ class OverlayPainter:
         key = (str(model_dir.resolve()), model_dir.stat().st_mtime_ns)
         if key not in self._models:
             try:
-                root = explain.resolve_model_dir(model_dir, Path(self._work.name) / str(len(self._models)))
+                root = explain.resolve_model_dir(model_dir, Path(self._work.name) / str(next(self._extractions)))
                 model = explain.load_model(root)
             except explain.ModelInputError as exc:
                 raise TargetError(f"cannot load the endpoint's model for its overlay: {exc}") from None
@@ -81,7 +85,7 @@ class OverlayPainter:
         return self._models[key]
 
 
-def _overlay(explain: ModuleType, loaded: LoadedForOverlays, body: bytes) -> bytes:
+def _overlay(explain: ModuleType, loaded: LoadedForOverlays, body: bytes, method: str) -> bytes:
     import torch
 
     model = loaded.model
@@ -92,7 +96,7 @@ def _overlay(explain: ModuleType, loaded: LoadedForOverlays, body: bytes) -> byt
     with torch.no_grad():
         probabilities = torch.softmax(model.net(batch).float(), dim=1)[0]
     predicted = int(probabilities.argmax())
-    loaded.attributor = loaded.attributor or explain.Attributor(model.net, OVERLAY_METHOD, batch)
+    loaded.attributor = loaded.attributor or explain.Attributor(model.net, method, batch)
     heat = explain.normalise(loaded.attributor.maps(batch, [predicted])[0])
     picture = explain.unnormalise(batch[0].detach().cpu().numpy(), model.meta.get("mean", [0.0] * 3),
                                   model.meta.get("std", [1.0] * 3))

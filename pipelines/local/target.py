@@ -174,7 +174,8 @@ class LocalTarget:
         if "model_dir" not in endpoint:
             raise TargetError(f"endpoint {endpoint_name} is multi-model: its overlay needs the model a request picks; "
                               "the try-it page draws overlays for a single-model endpoint")
-        self._painter = self._painter or OverlayPainter()  # kept: the try-it page's next drop reuses the model
+        # Kept: the try-it page's next drop reuses the loaded model.
+        self._painter = self._painter or OverlayPainter(self.config.explain.method)
         return self._painter.paint(Path(endpoint["model_dir"]), image)
 
     def upload_data(self, source: Path, url: str, progress: Callable[[str], None] = print) -> str:

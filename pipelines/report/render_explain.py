@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pipelines.config_schema import EXPLAIN_METHOD_NAMES
 from pipelines.report import charts
 from pipelines.report.html_parts import esc, fmt, image, missing, pct, table
 from pipelines.report.model import ExplainedImage, Explanation, ReportData
-
-METHOD_NAMES = {"gradcam": "Grad-CAM", "integrated_gradients": "Integrated Gradients", "occlusion": "Occlusion"}
 
 
 def explanation_html(data: ReportData) -> str:
@@ -43,7 +42,7 @@ def _balance(explanation: Explanation) -> str:
 def _overlays(explanation: Explanation) -> str:
     if "explainability" in explanation.missing:
         return missing("No attribution overlays", explanation.missing["explainability"])
-    method = METHOD_NAMES.get(explanation.method or "", explanation.method or "attribution")
+    method = EXPLAIN_METHOD_NAMES.get(explanation.method or "", explanation.method or "attribution")
     rows = [(f"<b>{esc(c.name)}</b>", esc(c.images),
              "not judged" if c.mean_object_share is None else pct(c.mean_object_share), pct(c.mean_focus_area))
             for c in explanation.per_class]

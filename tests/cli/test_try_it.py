@@ -49,7 +49,7 @@ def serve():
     servers = []
 
     def start(target: SimpleNamespace, target_model: str | None = None) -> str:
-        server = TryItServer(TryIt(target, "pets", target_model), port=0)
+        server = TryItServer(TryIt(target, "pets", target_model, overlay_method="gradcam"), port=0)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
         return server.url
@@ -148,4 +148,4 @@ def test_ui_refuses_an_unknown_endpoint_and_a_busy_port(tmp_path: Path, monkeypa
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         with pytest.raises(TargetError, match=rf"cannot listen on 127.0.0.1:{busy.getsockname()[1]} .*--port"):
-            TryItServer(TryIt(fake_target(), "pets"), port=busy.getsockname()[1])
+            TryItServer(TryIt(fake_target(), "pets", overlay_method="gradcam"), port=busy.getsockname()[1])

@@ -50,7 +50,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, small_digits_dir: Path):
     manager = EndpointManager(workspace, store, ready_timeout=120)
     manager.deploy(ENDPOINT, f"{ENDPOINT}-1", root / "model", model_name="digits")
     target = LocalTarget(load_config(environ={}), workspace)
-    try_it = TryIt(target, ENDPOINT)
+    try_it = TryIt(target, ENDPOINT, overlay_method="gradcam")
     try_it.check_endpoint()
     server = TryItServer(try_it, port=0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -36,7 +36,7 @@ def jpeg(size: tuple[int, int] = (500, 375), mode: str = "RGB") -> bytes:
 
 
 def test_an_overlay_is_the_picture_beside_its_heat_map_captioned_with_the_prediction(model_dir: Path) -> None:
-    painter = OverlayPainter()
+    painter = OverlayPainter("gradcam")
     try:
         overlay = Image.open(io.BytesIO(painter.paint(model_dir, jpeg())))
         again = Image.open(io.BytesIO(painter.paint(model_dir, jpeg((64, 64), "L"))))  # a grey one, same model
@@ -49,7 +49,7 @@ def test_an_overlay_is_the_picture_beside_its_heat_map_captioned_with_the_predic
 
 
 def test_what_cannot_be_drawn_says_why(model_dir: Path, tmp_path: Path) -> None:
-    painter = OverlayPainter()
+    painter = OverlayPainter("gradcam")
     with pytest.raises(TargetError, match=r"model folder .*gone: redeploy the endpoint"):
         painter.paint(tmp_path / "deleted", jpeg())
     with pytest.raises(TargetError, match=r"no overlay for this image: .*cannot decode image"):
