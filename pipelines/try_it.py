@@ -116,15 +116,21 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.NOT_FOUND, "application/json", {"error": f"no endpoint {url.path}: POST /predict"})
             return
         name = upload_name(parse_qs(url.query).get("name", [""])[0])
-        length = int(self.headers.get("Content-Length") or 0)
         try:
+            length = int(self.headers.get("Content-Length") or 0)
             if length > MAX_UPLOAD_BYTES:  # say so without reading it all
                 raise TryItError(f"{name} is {length / 2**20:.1f} MiB, over the page's "
                                  f"{MAX_UPLOAD_BYTES // 2**20} MiB: send a smaller image")
             answer = self.server.try_it.predict(name, self.rfile.read(length))
-        except TryItError as err:
+        except (TryItError, ValueError) as err:
             self.close_connection = True
             self._send(HTTPStatus.BAD_REQUEST, "application/json", {"error": str(err)})
+            return
+        except Exception as exc:  # the page keeps serving, and says what broke instead of a dropped connection
+            self.server.on_request(f"POST /predict failed: {type(exc).__name__}: {exc}")
+            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, "application/json",
+                       {"error": f"the try-it server failed on {name}: {type(exc).__name__}: {exc} (run `pipeline.py "
+                                 "-v ui` to see its log)"})
             return
         self._send(HTTPStatus.OK, "application/json", answer)
 

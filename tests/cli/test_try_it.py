@@ -114,6 +114,16 @@ def test_the_endpoints_refusal_names_the_users_file_not_the_servers_copy(serve) 
                                       "format Pillow reads")
 
 
+def test_a_failure_inside_the_server_is_a_500_that_says_what_broke_and_the_page_keeps_serving(serve) -> None:
+    target = fake_target()
+    target.invoke = lambda endpoint, files, target_model=None: 1 / 0
+    url = serve(target)
+    answer = httpx.post(f"{url}predict?name=a.png", content=b"png", trust_env=False)
+    assert answer.status_code == 500
+    assert answer.json()["error"].startswith("the try-it server failed on a.png: ZeroDivisionError: division by zero")
+    assert httpx.get(url, trust_env=False).status_code == 200
+
+
 def test_an_answer_that_is_not_predictions_is_said_so(serve) -> None:
     url = serve(fake_target(response='{"message": "hello"}'))
     answer = httpx.post(f"{url}predict?name=a.png", content=b"png", trust_env=False)
