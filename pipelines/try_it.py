@@ -42,6 +42,12 @@ def upload_name(raw: str | None) -> str:
     return stem + UNSAFE_NAME_CHARACTERS.sub("", path.suffix)
 
 
+def check_size(name: str, size: int) -> None:
+    if size > MAX_UPLOAD_BYTES:
+        raise TryItError(f"{name} is {size / 2**20:.1f} MiB, over the page's {MAX_UPLOAD_BYTES // 2**20} MiB: send a "
+                         "smaller image")
+
+
 def top_k_of(response_text: str) -> list[dict[str, Any]]:
     """The first prediction's top-k entries from the endpoint's JSON answer (scripts/inference.py's output_fn)."""
     try:
@@ -79,9 +85,7 @@ class TryIt:
     def predict(self, name: str, body: bytes) -> dict[str, Any]:
         if not body:
             raise TryItError(f"{name} is empty: drop an image file")
-        if len(body) > MAX_UPLOAD_BYTES:
-            raise TryItError(f"{name} is {len(body) / 2**20:.1f} MiB, over the page's {MAX_UPLOAD_BYTES // 2**20} "
-                             "MiB: send a smaller image")
+        check_size(name, len(body))
         with self._one_at_a_time, tempfile.TemporaryDirectory(prefix="try-it-") as folder:
             path = Path(folder) / name
             path.write_bytes(body)
@@ -117,12 +121,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         name = upload_name(parse_qs(url.query).get("name", [""])[0])
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_UPLOAD_BYTES:  # say so without reading it all
-                raise TryItError(f"{name} is {length / 2**20:.1f} MiB, over the page's "
-                                 f"{MAX_UPLOAD_BYTES // 2**20} MiB: send a smaller image")
-            answer = self.server.try_it.predict(name, self.rfile.read(length))
-        except (TryItError, ValueError) as err:
+            answer = self.server.try_it.predict(name, self._read_body(name))
+        except TryItError as err:
             self.close_connection = True
             self._send(HTTPStatus.BAD_REQUEST, "application/json", {"error": str(err)})
             return
@@ -133,6 +133,13 @@ class _Handler(BaseHTTPRequestHandler):
                                  "-v ui` to see its log)"})
             return
         self._send(HTTPStatus.OK, "application/json", answer)
+
+    def _read_body(self, name: str) -> bytes:
+        length = self.headers.get("Content-Length") or "0"
+        if not length.isdigit():
+            raise TryItError(f"the upload of {name} has a Content-Length of {length!r}, not a number of bytes")
+        check_size(name, int(length))  # said before reading it all
+        return self.rfile.read(int(length))
 
     def _send(self, status: HTTPStatus, content_type: str, payload: Any) -> None:
         body = (payload if isinstance(payload, str) else json.dumps(payload)).encode()

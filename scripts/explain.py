@@ -164,6 +164,19 @@ class Attributor:
         return cam.detach().float().cpu().numpy()
 
 
+def model_device(net: Any) -> Any:
+    """Where the network's weights are (its inputs go there too); the CPU for a network without parameters."""
+    import torch
+
+    param = next(iter(net.parameters()), None) if hasattr(net, "parameters") else None
+    return param.device if param is not None else torch.device("cpu")
+
+
+def seen_picture(model: EvalModel, tensor_chw: np.ndarray) -> np.ndarray:
+    """One model input as the ``HxWx3`` 0..1 picture the model saw: its meta's normalisation undone."""
+    return unnormalise(tensor_chw, model.meta.get("mean", [0.0] * 3), model.meta.get("std", [1.0] * 3))
+
+
 def overlay_name(image: str) -> str:
     """Where an image's overlay goes: a.png keeps its name, a.jpg becomes a.jpg.png, so the two never share one."""
     return f"overlays/{image}" if image.lower().endswith(".png") else f"overlays/{image}.png"
@@ -175,10 +188,8 @@ def explain_images(model: EvalModel, records: Sequence[dict], test_dir: Path, me
     settings as used (Grad-CAM's layer, the occlusion window)."""
     import torch
 
-    param = next(iter(model.net.parameters()), None) if hasattr(model.net, "parameters") else None
-    device = param.device if param is not None else torch.device("cpu")
+    device = model_device(model.net)
     index = {name: i for i, name in enumerate(model.class_names)}
-    mean, std = model.meta.get("mean", [0.0] * 3), model.meta.get("std", [1.0] * 3)
     results: dict[str, dict] = {}
     attributor: Attributor | None = None
     for start in range(0, len(records), BATCH):
@@ -187,7 +198,7 @@ def explain_images(model: EvalModel, records: Sequence[dict], test_dir: Path, me
         attributor = attributor or Attributor(model.net, method, batch[:1])
         maps = attributor.maps(batch, [index[r["predicted"]] for r in chunk])
         for record, tensor, raw in zip(chunk, batch.detach().cpu().numpy(), maps, strict=True):
-            picture, heat = unnormalise(tensor, mean, std), normalise(raw)
+            picture, heat = seen_picture(model, tensor), normalise(raw)
             overlay = overlay_name(record["image"])
             (overlay_dir / overlay).parent.mkdir(parents=True, exist_ok=True)
             caption = f"{record['label']} -> {record['predicted']} {record['probability']:.2f}"

@@ -90,16 +90,13 @@ def _overlay(explain: ModuleType, loaded: LoadedForOverlays, body: bytes, method
 
     model = loaded.model
     tensor = model.preprocess(body)
-    batch = tensor.unsqueeze(0) if tensor.dim() == 3 else tensor
-    param = next(iter(model.net.parameters()), None) if hasattr(model.net, "parameters") else None
-    batch = batch.to(param.device if param is not None else torch.device("cpu"))
+    batch = (tensor.unsqueeze(0) if tensor.dim() == 3 else tensor).to(explain.model_device(model.net))
     with torch.no_grad():
         probabilities = torch.softmax(model.net(batch).float(), dim=1)[0]
     predicted = int(probabilities.argmax())
     loaded.attributor = loaded.attributor or explain.Attributor(model.net, method, batch)
     heat = explain.normalise(loaded.attributor.maps(batch, [predicted])[0])
-    picture = explain.unnormalise(batch[0].detach().cpu().numpy(), model.meta.get("mean", [0.0] * 3),
-                                  model.meta.get("std", [1.0] * 3))
+    picture = explain.seen_picture(model, batch[0].detach().cpu().numpy())
     caption = f"{model.class_names[predicted]} {float(probabilities[predicted]):.2f}"
     buffer = io.BytesIO()
     explain.overlay_png(picture, heat, caption).save(buffer, format="PNG")

@@ -101,6 +101,16 @@ def test_a_bad_request_gets_a_clear_error(serve, request_kwargs: dict, status: i
     assert (answer.status_code, answer.json()) == (status, {"error": error})
 
 
+def test_a_content_length_that_is_no_number_is_a_400_that_says_so(serve) -> None:
+    port = int(serve(fake_target()).rsplit(":", 1)[1].strip("/"))
+    with socket.create_connection(("127.0.0.1", port)) as raw:
+        raw.sendall(b"POST /predict?name=a.png HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")
+        reply = raw.makefile("rb").read().decode()
+    assert reply.startswith("HTTP/1.0 400")
+    assert json.loads(reply.split("\r\n\r\n", 1)[1]) == {
+        "error": "the upload of a.png has a Content-Length of 'abc', not a number of bytes"}
+
+
 def test_an_unknown_page_is_a_404_that_says_where_the_page_is(serve) -> None:
     answer = httpx.get(serve(fake_target()) + "favicon.ico", trust_env=False)
     assert (answer.status_code, answer.json()) == (404, {"error": "no page /favicon.ico: open /"})
